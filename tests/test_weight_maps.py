@@ -1,0 +1,131 @@
+"""dilated_balanced_weights against the slow scipy/loop reference, plus the rules of DESIGN section 1."""
+import numpy as np
+import pytest
+
+from nnunetv2_dbce import dilated_balanced_weights
+from reference import ball_structuring_element, reference_weights
+
+
+def random_label_map(rng, shape, num_classes, num_blobs=4, ignore_label=None):
+    """Background with a few boxes of random classes (some overlapping, some tiny) and, optionally, ignore."""
+    label_map = np.zeros(shape, dtype=np.int16)
+    for _ in range(num_blobs):
+        lo = [rng.integers(0, n) for n in shape]
+        hi = [min(n, a + rng.integers(1, max(2, n // 3))) for a, n in zip(lo, shape)]
+        label_map[tuple(slice(a, b) for a, b in zip(lo, hi))] = rng.integers(1, num_classes + 1)
+    if ignore_label is not None:
+        lo = [rng.integers(0, n) for n in shape]
+        label_map[tuple(slice(a, a + 3) for a in lo)] = ignore_label
+    return label_map
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("radius", [0, 1, 2.5, 4])
+def test_2d_matches_reference(seed, radius):
+    label_map = random_label_map(np.random.default_rng(seed), (17, 23), num_classes=3)
+    np.testing.assert_allclose(dilated_balanced_weights(label_map, radius), reference_weights(label_map, radius),
+                               rtol=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("radius", [0, 1.5, 3])
+def test_3d_matches_reference(seed, radius):
+    label_map = random_label_map(np.random.default_rng(100 + seed), (9, 11, 10), num_classes=3)
+    np.testing.assert_allclose(dilated_balanced_weights(label_map, radius), reference_weights(label_map, radius),
+                               rtol=1e-5)
+
+
+@pytest.mark.parametrize("spacing", [(3.0, 1.0, 1.0), (2.5, 0.7, 0.7), (1.0, 2.0, 1.5)])
+@pytest.mark.parametrize("radius", [1, 3, 4.5])
+def test_anisotropic_spacing_matches_reference(spacing, radius):
+    label_map = random_label_map(np.random.default_rng(7), (8, 14, 12), num_classes=2)
+    np.testing.assert_allclose(dilated_balanced_weights(label_map, radius, spacing),
+                               reference_weights(label_map, radius, spacing), rtol=1e-5)
+
+
+def test_anisotropic_ball_is_a_physical_ball():
+    """One voxel dilated with R = 4 on spacing (2, 1): 4 voxels along the fine axis, 2 along the coarse one."""
+    element = ball_structuring_element(4, (2.0, 1.0), 2)
+    label_map = np.zeros((11, 15), np.int16)
+    label_map[5, 7] = 1
+    band = dilated_balanced_weights(label_map, 4, (2.0, 1.0)) == dilated_balanced_weights(label_map, 4, (2.0, 1.0))[5, 7]
+    assert band[5, 3] and band[5, 11] and not band[5, 2] and not band[5, 12]
+    assert band[3, 7] and band[7, 7] and not band[2, 7] and not band[8, 7]
+    np.testing.assert_array_equal(band[3:8, 3:12], element[1:-1, 1:-1])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ignore_label_matches_reference_and_is_zero(seed):
+    label_map = random_label_map(np.random.default_rng(200 + seed), (15, 19), num_classes=2, ignore_label=3)
+    weights = dilated_balanced_weights(label_map, 2, ignore_label=3)
+    np.testing.assert_allclose(weights, reference_weights(label_map, 2, ignore_label=3), rtol=1e-5)
+    assert np.all(weights[label_map == 3] == 0)
+
+
+def test_overlapping_bands_take_the_largest_weight():
+    label_map = np.zeros((20, 20), np.int16)
+    label_map[8:10, 3:5] = 1      # small structure: large weight
+    label_map[8:16, 8:18] = 2     # large structure: small weight, band overlaps the small one's
+    weights = dilated_balanced_weights(label_map, 3)
+    w1, w2 = weights[8, 3], weights[10, 10]
+    assert w1 > w2
+    assert weights[8, 6] == pytest.approx(w1)   # in both bands: the larger weight wins
+    assert weights[18, 12] == pytest.approx(w2)  # only in class 2's band
+    np.testing.assert_allclose(weights, reference_weights(label_map, 3), rtol=1e-5)
+
+
+def test_absent_classes_take_no_share():
+    """Labels 0 and 2 only: C = 2 whatever other classes the dataset has, so the weights sum to N."""
+    label_map = np.zeros((16, 16), np.int16)
+    label_map[4:7, 4:7] = 2
+    weights = dilated_balanced_weights(label_map, 1)
+    assert weights.sum() == pytest.approx(label_map.size, rel=1e-5)
+    dilated_area = 5 * 5 - 4  # 3x3 square grown by the radius-1 cross-shaped ball
+    assert weights[5, 5] == pytest.approx(label_map.size / (2 * dilated_area))
+
+
+def test_radius_zero_is_balanced_ce():
+    label_map = np.zeros((10, 10), np.int16)
+    label_map[:2, :5] = 1
+    label_map[5:, :] = 2
+    weights = dilated_balanced_weights(label_map, 0)
+    counts = np.bincount(label_map.ravel())
+    np.testing.assert_allclose(weights, (label_map.size / (3 * counts))[label_map], rtol=1e-6)
+
+
+def test_background_only_and_all_ignored_patches():
+    assert np.all(dilated_balanced_weights(np.zeros((6, 7), np.int16), 3) == 1)
+    assert np.all(dilated_balanced_weights(np.full((6, 7), 4, np.int16), 3, ignore_label=4) == 0)
+
+
+def test_band_covering_everything_leaves_background_without_share():
+    label_map = np.zeros((5, 5), np.int16)
+    label_map[2, 2] = 1
+    weights = dilated_balanced_weights(label_map, 10)
+    np.testing.assert_allclose(weights, 1.0)
+
+
+def test_accepts_whole_number_floats_and_returns_float32():
+    label_map = np.zeros((6, 6), np.float32)
+    label_map[1:3, 1:3] = 1
+    weights = dilated_balanced_weights(label_map, 1)
+    assert weights.dtype == np.float32 and weights.shape == label_map.shape
+    np.testing.assert_array_equal(weights, dilated_balanced_weights(label_map.astype(np.int16), 1))
+
+
+@pytest.mark.parametrize("radius, error", [(-1, ValueError), (float("nan"), ValueError), (float("inf"), ValueError),
+                                           ("5", TypeError), (None, TypeError), (True, TypeError)])
+def test_bad_radius_is_refused(radius, error):
+    with pytest.raises(error, match="radius"):
+        dilated_balanced_weights(np.zeros((4, 4), np.int16), radius)
+
+
+def test_bad_label_maps_are_refused():
+    with pytest.raises(ValueError, match="non-integer"):
+        dilated_balanced_weights(np.array([[0, 0.5], [1, 1]]), 1)
+    with pytest.raises(ValueError, match="negative"):
+        dilated_balanced_weights(np.array([[0, -1], [1, 1]]), 1)
+    with pytest.raises(ValueError, match="2D or 3D"):
+        dilated_balanced_weights(np.zeros((1, 2, 3, 4), np.int16), 1)
+    with pytest.raises(ValueError, match="spacing"):
+        dilated_balanced_weights(np.zeros((4, 4), np.int16), 1, spacing=(1.0, 0.0))
