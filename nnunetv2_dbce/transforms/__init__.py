@@ -1,0 +1,4 @@
+"""batchgeneratorsv2 transforms."""
+from nnunetv2_dbce.transforms.weight_maps import DilatedBalancedWeightsTransform
+
+__all__ = ["DilatedBalancedWeightsTransform"]

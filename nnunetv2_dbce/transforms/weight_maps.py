@@ -1,0 +1,46 @@
+"""The DBCE weight-map transform for nnU-Net's batchgeneratorsv2 augmentation pipeline."""
+from typing import Optional, Sequence
+
+import torch
+from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
+from torch.nn.functional import interpolate
+
+from nnunetv2_dbce.weight_maps import check_radius, dilated_balanced_weights
+
+
+def sample_like_segmentation(weight_map: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Resample a (1, X, Y[, Z]) weight map to ``shape`` exactly as ``DownsampleSegForDSTransform`` resamples
+    the segmentation (``interpolate(..., mode='nearest-exact')`` to the same size), so both stay aligned."""
+    if tuple(weight_map.shape[1:]) == tuple(shape):
+        return weight_map
+    return interpolate(weight_map[None], list(shape), mode="nearest-exact")[0]
+
+
+class DilatedBalancedWeightsTransform(BasicTransform):
+    """Adds ``data_dict['weights']``: the DBCE weight map of the (augmented) segmentation.
+
+    Place it last, after spatial augmentation, ``RemoveLabelTansform`` and, with deep supervision,
+    ``DownsampleSegForDSTransform``. The map is computed once from the full-resolution segmentation
+    (channel 0); when ``segmentation`` is a list (one tensor per deep-supervision scale, full resolution
+    first) ``weights`` is a list of float32 tensors of the same shapes, else a single (1, X, Y[, Z]) tensor.
+    """
+
+    def __init__(self, dilation_radius: float, spacing: Optional[Sequence[float]] = None,
+                 ignore_label: Optional[int] = None):
+        super().__init__()
+        self.dilation_radius = check_radius(dilation_radius)
+        self.spacing = None if spacing is None else tuple(float(s) for s in spacing)
+        self.ignore_label = ignore_label
+
+    def apply(self, data_dict: dict, **params) -> dict:
+        segmentation = data_dict["segmentation"]
+        per_scale = isinstance(segmentation, (list, tuple))
+        full_resolution = segmentation[0] if per_scale else segmentation
+        if full_resolution.shape[0] != 1:
+            raise ValueError(f"{type(self).__name__} needs a single-channel label map, got segmentation of shape "
+                             f"{tuple(full_resolution.shape)} (region-based training is not supported)")
+        weight_map = torch.from_numpy(dilated_balanced_weights(
+            full_resolution[0].numpy(), self.dilation_radius, self.spacing, self.ignore_label))[None]
+        data_dict["weights"] = [sample_like_segmentation(weight_map, s.shape[1:]) for s in segmentation] \
+            if per_scale else weight_map
+        return data_dict

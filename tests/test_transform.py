@@ -1,0 +1,74 @@
+"""DilatedBalancedWeightsTransform inside nnU-Net's own pipeline pieces, at every deep-supervision scale."""
+import numpy as np
+import pytest
+import torch
+from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
+from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
+from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTansform
+
+from nnunetv2_dbce import DilatedBalancedWeightsTransform, dilated_balanced_weights
+
+
+def random_segmentation(shape, seed, num_classes=3, padding=True):
+    """(1, *shape) int16 segmentation with blobs and, like nnU-Net's spatial transform output, -1 padding."""
+    rng = np.random.default_rng(seed)
+    seg = np.zeros(shape, np.int16)
+    for _ in range(5):
+        lo = [rng.integers(0, n - 2) for n in shape]
+        seg[tuple(slice(a, a + rng.integers(2, max(3, n // 3))) for a, n in zip(lo, shape))] = \
+            rng.integers(1, num_classes + 1)
+    if padding:
+        seg[:2] = -1
+    return torch.from_numpy(seg)[None]
+
+
+def source_voxels(shape, ds_scales):
+    """For each deep-supervision scale, the flat index of the full-resolution voxel nnU-Net samples."""
+    index_map = torch.arange(int(np.prod(shape)), dtype=torch.float32).reshape(1, *shape)
+    return [s[0].long() for s in DownsampleSegForDSTransform(ds_scales)._apply_to_segmentation(index_map)]
+
+
+@pytest.mark.parametrize("shape, ds_scales, spacing", [
+    ((40, 36), [[1, 1], [0.5, 0.5], [0.25, 0.25], [0.125, 0.125]], None),
+    ((13, 30, 27), [[1, 1, 1], [1, 0.5, 0.5], [0.5, 0.25, 0.25]], (3.0, 1.0, 1.0)),
+])
+def test_weights_at_every_deep_supervision_scale(shape, ds_scales, spacing):
+    segmentation = random_segmentation(shape, seed=len(shape))
+    pipeline = ComposeTransforms([RemoveLabelTansform(-1, 0), DownsampleSegForDSTransform(ds_scales),
+                                  DilatedBalancedWeightsTransform(3, spacing)])
+    out = pipeline(image=torch.zeros((1, *shape)), segmentation=segmentation.clone())
+
+    labels, weights = out["segmentation"], out["weights"]
+    assert isinstance(weights, list) and len(weights) == len(ds_scales)
+    full_labels = segmentation.clamp_min(0)[0].numpy()
+    full_weights = dilated_balanced_weights(full_labels, 3, spacing)
+    np.testing.assert_array_equal(weights[0][0].numpy(), full_weights)
+    for scale_labels, scale_weights, source in zip(labels, weights, source_voxels(shape, ds_scales)):
+        assert scale_weights.shape == scale_labels.shape and scale_weights.dtype == torch.float32
+        np.testing.assert_array_equal(scale_labels[0].numpy(), full_labels.ravel()[source.numpy()])
+        np.testing.assert_array_equal(scale_weights[0].numpy(), full_weights.ravel()[source.numpy()])
+
+
+def test_without_deep_supervision_weights_are_one_tensor():
+    segmentation = random_segmentation((20, 24), seed=5, padding=False)
+    out = DilatedBalancedWeightsTransform(2)(image=torch.zeros((1, 20, 24)), segmentation=segmentation)
+    assert isinstance(out["weights"], torch.Tensor) and out["weights"].shape == (1, 20, 24)
+    np.testing.assert_array_equal(out["weights"][0].numpy(), dilated_balanced_weights(segmentation[0].numpy(), 2))
+
+
+def test_ignore_label_gets_zero_weight():
+    segmentation = random_segmentation((20, 24), seed=6, padding=False)
+    segmentation[0, 5:9, 5:9] = 4
+    out = DilatedBalancedWeightsTransform(2, ignore_label=4)(segmentation=segmentation)
+    assert torch.all(out["weights"][segmentation == 4] == 0)
+    assert torch.all(out["weights"][segmentation != 4] > 0)
+
+
+def test_region_targets_are_refused():
+    with pytest.raises(ValueError, match="region"):
+        DilatedBalancedWeightsTransform(2)(segmentation=torch.zeros((2, 8, 8), dtype=torch.int16))
+
+
+def test_bad_radius_is_refused_when_built():
+    with pytest.raises(ValueError, match="radius"):
+        DilatedBalancedWeightsTransform(-3)
