@@ -1,0 +1,72 @@
+"""Carry per-sample weight maps from the augmentation pipeline to ``train_step``.
+
+Why this exists: ``nnUNetDataLoader.generate_train_batch`` (nnU-Net 2.8) runs the transforms on each
+sample and keeps only ``image`` and ``segmentation``; the ``weights`` our transform adds would be
+dropped. Instead of copying that long method we wrap the loader's transforms so that each sample's
+``weights`` are set aside, call the original method, and stack them into ``batch['weights']`` the same
+way it stacks the segmentation (one tensor per deep-supervision scale).
+
+``nnUNetTrainer.get_dataloaders`` builds ``nnUNetDataLoader`` by its module-global name and starts the
+worker processes before returning, so the loader class has to be swapped for the duration of that call
+(``use_weight_map_loader``); the swap is undone on exit and affects nothing else.
+"""
+import importlib
+from contextlib import contextmanager
+from typing import List, Union
+from unittest import mock
+
+import torch
+from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
+
+nnunet_trainer_module = importlib.import_module("nnunetv2.training.nnUNetTrainer.nnUNetTrainer")
+WeightMaps = Union[torch.Tensor, List[torch.Tensor]]
+
+
+class SetAsideWeights:
+    """Calls the wrapped transforms and moves each sample's ``weights`` out of the returned dict."""
+
+    def __init__(self, transforms):
+        self.transforms = transforms
+        self.set_aside: List[WeightMaps] = []
+
+    def __call__(self, **data_dict) -> dict:
+        transformed = self.transforms(**data_dict)
+        if "weights" not in transformed:
+            raise KeyError("the training transforms added no 'weights': DilatedBalancedWeightsTransform must be "
+                           "the last transform of the pipeline")
+        self.set_aside.append(transformed.pop("weights"))
+        return transformed
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.transforms!r})"
+
+
+def stack_weight_maps(per_sample: List[WeightMaps]) -> WeightMaps:
+    """(1, ...) maps of B samples -> (B, 1, ...); lists of per-scale maps -> a list of per-scale batches."""
+    if isinstance(per_sample[0], (list, tuple)):
+        return [torch.stack(scale) for scale in zip(*per_sample)]
+    return torch.stack(per_sample)
+
+
+class WeightMapDataLoader(nnUNetDataLoader):
+    """``nnUNetDataLoader`` whose batches also hold ``weights``, aligned with ``target``."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.transforms is None:
+            raise ValueError("WeightMapDataLoader needs transforms that add 'weights'")
+        self.transforms = SetAsideWeights(self.transforms)
+
+    def generate_train_batch(self) -> dict:
+        self.transforms.set_aside.clear()
+        batch = super().generate_train_batch()
+        batch["weights"] = stack_weight_maps(self.transforms.set_aside)
+        self.transforms.set_aside.clear()
+        return batch
+
+
+@contextmanager
+def use_weight_map_loader():
+    """While active, ``nnUNetTrainer.get_dataloaders`` builds ``WeightMapDataLoader`` instead of ``nnUNetDataLoader``."""
+    with mock.patch.object(nnunet_trainer_module, "nnUNetDataLoader", WeightMapDataLoader):
+        yield

@@ -1,0 +1,55 @@
+"""Zero-set-up discovery: nnU-Net's own trainer lookup finds the package's trainers and the user's."""
+import os
+import subprocess
+import sys
+
+import nnunetv2_dbce_autoload
+import pytest
+
+import nnunetv2_dbce.trainers
+from conftest import USER_TRAINER_FOLDER
+
+LOOKUP = ("import sys; from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as find; "
+          "[print(name, find(name).__module__) for name in sys.argv[1:]]")
+
+
+def look_up(names, extra_env):
+    """Run nnU-Net's trainer lookup (what nnUNetv2_train and nnUNetv2_predict call) in a fresh interpreter."""
+    env = {k: v for k, v in os.environ.items() if k != "nnUNet_extTrainer"}
+    env.update(extra_env)
+    result = subprocess.run([sys.executable, "-c", LOOKUP, *names], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    found = dict(line.split() for line in result.stdout.splitlines() if line.startswith("nnUNetTrainer"))
+    return found
+
+
+def test_package_trainers_are_found_with_nothing_set():
+    names = nnunetv2_dbce.trainers.__all__
+    found = look_up(names, {})
+    assert found == {name: "nnunetv2_dbce.trainers.dbce" for name in names}
+
+
+def test_user_trainer_folder_keeps_working_beside_ours():
+    found = look_up(["nnUNetTrainerDBCE_tiny", "nnUNetTrainerDBCE"], {"nnUNet_extTrainer": str(USER_TRAINER_FOLDER)})
+    assert found == {"nnUNetTrainerDBCE_tiny": "dbce_test_trainers", "nnUNetTrainerDBCE": "nnunetv2_dbce.trainers.dbce"}
+
+
+def test_register_appends_once_after_the_users_entries():
+    ours = nnunetv2_dbce_autoload.trainer_folder()
+    assert ours is not None and os.path.isfile(os.path.join(ours, "nnunetv2_dbce_trainers.py"))
+    environ = {}
+    nnunetv2_dbce_autoload.register(environ)
+    assert environ["nnUNet_extTrainer"] == ours
+    environ = {"nnUNet_extTrainer": os.pathsep.join(["/my/trainers", "/more/trainers"])}
+    nnunetv2_dbce_autoload.register(environ)
+    nnunetv2_dbce_autoload.register(environ)
+    assert environ["nnUNet_extTrainer"].split(os.pathsep) == ["/my/trainers", "/more/trainers", ours]
+
+
+@pytest.mark.parametrize("name", ["nnUNetTrainerDBCE_nope"])
+def test_unknown_trainer_still_fails_clearly(name):
+    env = {k: v for k, v in os.environ.items() if k != "nnUNet_extTrainer"}
+    result = subprocess.run([sys.executable, "-c", LOOKUP, name], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode != 0 and "Could not find requested nnunet trainer" in result.stderr

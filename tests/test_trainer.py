@@ -1,0 +1,117 @@
+"""nnUNetTrainerDBCE in-process on the preprocessed tiny dataset: batches, weights, losses, refusals."""
+import json
+from copy import deepcopy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+
+from nnunetv2_dbce import DBCELoss, dilated_balanced_weights
+from nnunetv2_dbce.trainers import nnUNetTrainerBalancedCE, nnUNetTrainerDBCE
+from reference import reference_weighted_ce
+
+
+@pytest.fixture
+def plans_and_dataset_json(preprocessed_dataset, nnunet_env, monkeypatch):
+    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(key, nnunet_env[key])
+    monkeypatch.setenv("nnUNet_n_proc_DA", "0")  # single-threaded augmenter: batches come from this process
+    preprocessed = Path(nnunet_env["nnUNet_preprocessed"]) / preprocessed_dataset.name
+    plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())
+    dataset_json = json.loads((preprocessed / "dataset.json").read_text())
+    return plans, dataset_json
+
+
+def make_trainer(trainer_class, plans, dataset_json, fold=0):
+    plans = deepcopy(plans)
+    plans["continue_training"] = False
+    return trainer_class(plans, "2d", fold, dataset_json, torch.device("cpu"))
+
+
+def test_batches_carry_weights_of_the_augmented_targets(plans_and_dataset_json):
+    trainer = make_trainer(nnUNetTrainerDBCE, *plans_and_dataset_json)
+    trainer.initialize()
+    loader_train, loader_val = trainer.get_dataloaders()
+    spacing = trainer.configuration_manager.spacing
+    for loader in (loader_train, loader_val):
+        batch = next(loader)
+        targets, weights = batch["target"], batch["weights"]
+        assert isinstance(weights, list) and len(weights) == len(targets) > 1
+        for scale_target, scale_weights in zip(targets, weights):
+            assert scale_weights.shape == scale_target.shape and scale_weights.dtype == torch.float32
+        for b in range(targets[0].shape[0]):
+            full = dilated_balanced_weights(targets[0][b, 0].numpy(), trainer.dilation_radius, spacing)
+            np.testing.assert_array_equal(weights[0][b, 0].numpy(), full)
+            for scale_target, scale_weights in zip(targets[1:], weights[1:]):
+                # every lower-scale voxel carries the weight of a full-resolution voxel of the same label
+                for label in np.unique(scale_target[b, 0].numpy()):
+                    at_scale = np.unique(scale_weights[b, 0].numpy()[scale_target[b, 0].numpy() == label])
+                    assert set(at_scale) <= set(np.unique(full[targets[0][b, 0].numpy() == label]))
+
+
+def test_validation_loss_is_deep_supervised_dbce(plans_and_dataset_json):
+    trainer = make_trainer(nnUNetTrainerDBCE, *plans_and_dataset_json)
+    trainer.initialize()
+    assert isinstance(trainer.loss, DeepSupervisionWrapper) and isinstance(trainer.loss.loss, DBCELoss)
+    _, loader_val = trainer.get_dataloaders()
+    batch = next(loader_val)
+    trainer.on_validation_epoch_start()
+    logged = trainer.validation_step(batch)["loss"]
+    assert isinstance(trainer.loss, DeepSupervisionWrapper), "the loss must be restored after the step"
+
+    with torch.no_grad():
+        outputs = trainer.network(batch["data"])
+    expected = sum(factor * reference_weighted_ce(out.numpy(), t[:, 0].numpy(), w[:, 0].numpy())
+                   for factor, out, t, w in zip(trainer.loss.weight_factors, outputs, batch["target"], batch["weights"])
+                   if factor != 0)
+    assert float(logged) == pytest.approx(expected, rel=1e-4)
+
+
+def test_train_step_on_background_only_and_absent_class_batches(plans_and_dataset_json):
+    trainer = make_trainer(nnUNetTrainerBalancedCE, *plans_and_dataset_json)
+    trainer.initialize()
+    loader_train, _ = trainer.get_dataloaders()
+    batch = next(loader_train)
+    trainer.on_train_epoch_start()
+    background_only = {"data": batch["data"], "target": [torch.zeros_like(t) for t in batch["target"]],
+                       "weights": [torch.ones_like(w) for w in batch["weights"]]}
+    assert np.isfinite(trainer.train_step(background_only)["loss"])
+    one_class = [torch.where(t == 2, 0, t) for t in batch["target"]]
+    one_class_batch = {"data": batch["data"], "target": one_class,
+                       "weights": [torch.stack([torch.from_numpy(dilated_balanced_weights(s[0].numpy(), 0))[None]
+                                                for s in t]) for t in one_class]}
+    assert np.isfinite(trainer.train_step(one_class_batch)["loss"])
+    assert all(torch.isfinite(p).all() for p in trainer.network.parameters())
+
+
+def test_batch_without_weights_is_refused(plans_and_dataset_json):
+    trainer = make_trainer(nnUNetTrainerDBCE, *plans_and_dataset_json)
+    trainer.initialize()
+    with pytest.raises(KeyError, match="weights"):
+        trainer.train_step({"data": torch.zeros(1), "target": [torch.zeros(1)]})
+
+
+def test_ignore_label_reaches_loss_and_transform(plans_and_dataset_json):
+    plans, dataset_json = plans_and_dataset_json
+    dataset_json = dict(dataset_json, labels={**dataset_json["labels"], "ignore": 3})
+    trainer = make_trainer(nnUNetTrainerDBCE, plans, dataset_json)
+    trainer.initialize()
+    assert trainer.loss.loss.ignore_index == 3
+    assert trainer._weight_map_transform().ignore_label == 3
+
+
+def test_region_based_training_is_refused(plans_and_dataset_json):
+    plans, dataset_json = plans_and_dataset_json
+    regions = dict(dataset_json, labels={"background": 0, "spot_or_blob": [1, 2], "blob": 2},
+                   regions_class_order=[1, 2])
+    with pytest.raises(ValueError, match="region-based training"):
+        make_trainer(nnUNetTrainerDBCE, plans, regions)
+
+
+@pytest.mark.parametrize("radius, error", [(-2, ValueError), ("big", TypeError), (float("nan"), ValueError)])
+def test_bad_radius_is_refused_before_training(plans_and_dataset_json, radius, error):
+    bad = type("nnUNetTrainerDBCE_bad", (nnUNetTrainerDBCE,), {"dilation_radius": radius})
+    with pytest.raises(error, match="radius"):
+        make_trainer(bad, *plans_and_dataset_json)
