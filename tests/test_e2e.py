@@ -1,0 +1,43 @@
+"""The real nnU-Net command-line tools: train a small DBCE subclass, predict, evaluate."""
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import DATASET_ID, run_cli
+from nnunetv2_dbce.demo import nnunet_command
+
+pytestmark = pytest.mark.e2e
+
+
+def test_train_predict_evaluate_on_cpu(preprocessed_dataset, nnunet_env, tmp_path):
+    trainer = "nnUNetTrainerDBCE_tiny"
+    train = run_cli([nnunet_command("nnUNetv2_train"), str(DATASET_ID), "2d", "0", "-tr", trainer,
+                     "-device", "cpu"], nnunet_env)
+    assert f"Using trainer '{trainer}'" in train.stdout
+
+    fold = Path(nnunet_env["nnUNet_results"]) / preprocessed_dataset.name / f"{trainer}__nnUNetPlans__2d" / "fold_0"
+    assert (fold / "checkpoint_final.pth").is_file() and (fold / "progress.png").is_file()
+    log = next(fold.glob("training_log_*.txt")).read_text()
+    assert "DBCE: dilation radius 3 voxels" in log
+    losses = [float(v) for v in re.findall(r"(?:train|val)_loss (\S+)", log)]
+    assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
+    assert (fold / "validation" / "summary.json").is_file()
+
+    predictions = tmp_path / "predictions"
+    run_cli([nnunet_command("nnUNetv2_predict"), "-i", str(preprocessed_dataset / "imagesTs"), "-o",
+             str(predictions), "-d", str(DATASET_ID), "-c", "2d", "-f", "0", "-tr", trainer, "-device", "cpu",
+             "-npp", "1", "-nps", "1"], nnunet_env)
+    predicted = sorted(predictions.glob("*.png"))
+    assert [p.name for p in predicted] == sorted(p.name for p in (preprocessed_dataset / "labelsTs").glob("*.png"))
+    for path in predicted:
+        assert set(np.unique(np.asarray(Image.open(path)))) <= {0, 1, 2}
+
+    run_cli([nnunet_command("nnUNetv2_evaluate_folder"), str(preprocessed_dataset / "labelsTs"), str(predictions),
+             "-djfile", str(predictions / "dataset.json"), "-pfile", str(predictions / "plans.json")], nnunet_env)
+    summary = json.loads((predictions / "summary.json").read_text())
+    assert set(summary["mean"]) == {"1", "2"}
