@@ -63,3 +63,25 @@ def reference_weighted_ce(logits: np.ndarray, labels: np.ndarray, weights: np.nd
             numerator += w * (log_sum - scores[label])
             denominator += w
     return numerator / denominator if denominator > 0 else 0.0
+
+
+def reference_pm_dice(probabilities: np.ndarray, onehot: np.ndarray, gamma, batch_dice: bool, do_bg: bool,
+                      smooth: float, mask: np.ndarray = None) -> float:
+    """DESIGN's PM Dice with loops over voxels; probabilities/onehot (B, C, ...), mask (B, ...) or None."""
+    batch, classes = probabilities.shape[:2]
+    gammas = [gamma] * classes if np.ndim(gamma) == 0 else list(gamma)
+    groups = [list(range(batch))] if batch_dice else [[b] for b in range(batch)]
+    dices = []
+    for samples in groups:
+        for c in range(0 if do_bg else 1, classes):
+            numerator = denominator = 0.0
+            for b in samples:
+                for index in np.ndindex(probabilities.shape[2:]):
+                    if mask is not None and not mask[(b, *index)]:
+                        continue
+                    p, y = float(probabilities[(b, c, *index)]), float(onehot[(b, c, *index)])
+                    m = abs(y - p) ** gammas[c]
+                    numerator += m * y * p
+                    denominator += m * (y * y + p * p)
+            dices.append((2 * numerator + smooth) / (denominator + smooth))
+    return 1 - sum(dices) / len(dices)

@@ -1,4 +1,6 @@
 """Loss modules: plain torch, no nnU-Net imports."""
+from nnunetv2_dbce.losses.compound import DBCEAndPMDiceLoss
 from nnunetv2_dbce.losses.dbce import DBCELoss
+from nnunetv2_dbce.losses.pm_dice import PMDiceLoss
 
-__all__ = ["DBCELoss"]
+__all__ = ["DBCEAndPMDiceLoss", "DBCELoss", "PMDiceLoss"]
