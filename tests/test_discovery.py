@@ -27,7 +27,8 @@ def look_up(names, extra_env):
 def test_package_trainers_are_found_with_nothing_set():
     names = nnunetv2_dbce.trainers.__all__
     found = look_up(names, {})
-    assert found == {name: "nnunetv2_dbce.trainers.dbce" for name in names}
+    assert found == {name: getattr(nnunetv2_dbce.trainers, name).__module__ for name in names}
+    assert set(found.values()) == {"nnunetv2_dbce.trainers.dbce", "nnunetv2_dbce.trainers.pm_dice"}
 
 
 def test_user_trainer_folder_keeps_working_beside_ours():

@@ -14,8 +14,13 @@ from nnunetv2_dbce.demo import nnunet_command
 pytestmark = pytest.mark.e2e
 
 
-def test_train_predict_evaluate_on_cpu(preprocessed_dataset, nnunet_env, tmp_path):
-    trainer = "nnUNetTrainerDBCE_tiny"
+@pytest.mark.parametrize("trainer, logged", [
+    ("nnUNetTrainerDBCE_tiny", ["DBCE: dilation radius 3 voxels"]),
+    ("nnUNetTrainerPMDice_tiny", ["PM Dice: gamma [1.5]"]),
+    ("nnUNetTrainerPMDiceCE_tiny", ["PM Dice: gamma [2.0]"]),
+    ("nnUNetTrainerDBCEPMDice_tiny", ["DBCE: dilation radius 3 voxels", "PM Dice: gamma [2.0]"]),
+])
+def test_train_predict_evaluate_on_cpu(trainer, logged, preprocessed_dataset, nnunet_env, tmp_path):
     train = run_cli([nnunet_command("nnUNetv2_train"), str(DATASET_ID), "2d", "0", "-tr", trainer,
                      "-device", "cpu"], nnunet_env)
     assert f"Using trainer '{trainer}'" in train.stdout
@@ -23,7 +28,7 @@ def test_train_predict_evaluate_on_cpu(preprocessed_dataset, nnunet_env, tmp_pat
     fold = Path(nnunet_env["nnUNet_results"]) / preprocessed_dataset.name / f"{trainer}__nnUNetPlans__2d" / "fold_0"
     assert (fold / "checkpoint_final.pth").is_file() and (fold / "progress.png").is_file()
     log = next(fold.glob("training_log_*.txt")).read_text()
-    assert "DBCE: dilation radius 3 voxels" in log
+    assert all(line in log for line in logged)
     losses = [float(v) for v in re.findall(r"(?:train|val)_loss (\S+)", log)]
     assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
     assert (fold / "validation" / "summary.json").is_file()

@@ -1,8 +1,4 @@
 """nnUNetTrainerDBCE in-process on the preprocessed tiny dataset: batches, weights, losses, refusals."""
-import json
-from copy import deepcopy
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -10,24 +6,8 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 
 from nnunetv2_dbce import DBCELoss, dilated_balanced_weights
 from nnunetv2_dbce.trainers import nnUNetTrainerBalancedCE, nnUNetTrainerDBCE
+from conftest import make_trainer
 from reference import reference_weighted_ce
-
-
-@pytest.fixture
-def plans_and_dataset_json(preprocessed_dataset, nnunet_env, monkeypatch):
-    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        monkeypatch.setenv(key, nnunet_env[key])
-    monkeypatch.setenv("nnUNet_n_proc_DA", "0")  # single-threaded augmenter: batches come from this process
-    preprocessed = Path(nnunet_env["nnUNet_preprocessed"]) / preprocessed_dataset.name
-    plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())
-    dataset_json = json.loads((preprocessed / "dataset.json").read_text())
-    return plans, dataset_json
-
-
-def make_trainer(trainer_class, plans, dataset_json, fold=0):
-    plans = deepcopy(plans)
-    plans["continue_training"] = False
-    return trainer_class(plans, "2d", fold, dataset_json, torch.device("cpu"))
 
 
 def test_batches_carry_weights_of_the_augmented_targets(plans_and_dataset_json):

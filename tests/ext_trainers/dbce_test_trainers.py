@@ -1,12 +1,13 @@
-"""A user's own trainer folder, listed in nnUNet_extTrainer by the end-to-end tests: a DBCE subclass
-with a handful of iterations, as the README tells users to write one."""
+"""A user's own trainer folder, listed in nnUNet_extTrainer by the end-to-end tests: subclasses of the
+package's trainers with a handful of iterations, as the README tells users to write them."""
 import torch
 
-from nnunetv2_dbce.trainers import nnUNetTrainerDBCE
+from nnunetv2_dbce.trainers import nnUNetTrainerDBCE, nnUNetTrainerDBCEPMDice, nnUNetTrainerPMDice, \
+    nnUNetTrainerPMDiceCE
 
 
-class nnUNetTrainerDBCE_tiny(nnUNetTrainerDBCE):
-    dilation_radius = 3
+class FewIterations:
+    """Mixin: 2 epochs of 3 training and 2 validation iterations (keeps nnU-Net's constructor signature)."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -14,3 +15,19 @@ class nnUNetTrainerDBCE_tiny(nnUNetTrainerDBCE):
         self.num_epochs = 2
         self.num_iterations_per_epoch = 3
         self.num_val_iterations_per_epoch = 2
+
+
+class nnUNetTrainerDBCE_tiny(FewIterations, nnUNetTrainerDBCE):
+    dilation_radius = 3
+
+
+class nnUNetTrainerPMDice_tiny(FewIterations, nnUNetTrainerPMDice):
+    pm_dice_gamma = 1.5
+
+
+class nnUNetTrainerPMDiceCE_tiny(FewIterations, nnUNetTrainerPMDiceCE):
+    pass
+
+
+class nnUNetTrainerDBCEPMDice_tiny(FewIterations, nnUNetTrainerDBCEPMDice):
+    dilation_radius = 3

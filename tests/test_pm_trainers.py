@@ -1,0 +1,104 @@
+"""PM Dice trainers in-process: the loss they build, its value on a real validation batch, regions, refusals."""
+import numpy as np
+import pytest
+import torch
+from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss, DC_and_CE_loss
+
+from nnunetv2_dbce import DBCEAndPMDiceLoss, PMDiceLoss
+from nnunetv2_dbce.trainers import nnUNetTrainerDBCEPMDice, nnUNetTrainerPMDice, nnUNetTrainerPMDiceCE
+from conftest import make_trainer
+from reference import reference_pm_dice, reference_weighted_ce
+
+REGIONS = {"labels": {"background": 0, "spot_or_blob": [1, 2], "blob": 2}, "regions_class_order": [1, 2]}
+
+
+def onehot(target, classes):
+    return torch.nn.functional.one_hot(target[:, 0].long(), classes).movedim(-1, 1).numpy()
+
+
+def validation_loss_and_reference(trainer, terms):
+    """Loss logged by nnU-Net's validation_step on one batch, and the same from the reference losses."""
+    trainer.initialize()
+    _, loader_val = trainer.get_dataloaders()
+    batch = next(loader_val)
+    trainer.on_validation_epoch_start()
+    logged = float(trainer.validation_step(batch)["loss"])
+    with torch.no_grad():
+        outputs = trainer.network(batch["data"])
+    weights = batch.get("weights", [None] * len(outputs))
+    expected = sum(factor * terms(out.double(), t, w) for factor, out, t, w in
+                   zip(trainer.loss.weight_factors, outputs, batch["target"], weights) if factor != 0)
+    return logged, expected
+
+
+def pm_dice_reference(gamma):
+    return lambda out, t, w: reference_pm_dice(torch.softmax(out, 1).numpy(), onehot(t, out.shape[1]), gamma,
+                                               batch_dice=True, do_bg=False, smooth=1e-5)
+
+
+def ce_reference(out, t, w):
+    return reference_weighted_ce(out.numpy(), t[:, 0].numpy(), np.ones(t[:, 0].shape))
+
+
+def test_pm_dice_ce_is_nnunets_dice_ce_with_pm_dice(plans_and_dataset_json):
+    trainer = make_trainer(nnUNetTrainerPMDiceCE, *plans_and_dataset_json)
+    logged, expected = validation_loss_and_reference(
+        trainer, lambda o, t, w: pm_dice_reference(2.0)(o, t, w) + ce_reference(o, t, w))
+    compound = trainer.loss.loss
+    assert isinstance(compound, DC_and_CE_loss) and isinstance(compound.dc, PMDiceLoss)
+    assert compound.weight_ce == 1 and compound.weight_dice == 1 and compound.dc.gamma == (2.0,)
+    assert compound.dc.batch_dice == trainer.configuration_manager.batch_dice and not compound.dc.do_bg
+    assert logged == pytest.approx(expected, rel=1e-4)
+
+
+def test_pm_dice_alone(plans_and_dataset_json):
+    trainer = make_trainer(nnUNetTrainerPMDice, *plans_and_dataset_json)
+    logged, expected = validation_loss_and_reference(trainer, pm_dice_reference(2.0))
+    assert trainer.loss.loss.weight_ce == 0
+    assert logged == pytest.approx(expected, rel=1e-4)
+
+
+def test_dbce_plus_pm_dice(plans_and_dataset_json):
+    trainer = make_trainer(nnUNetTrainerDBCEPMDice, *plans_and_dataset_json)
+    logged, expected = validation_loss_and_reference(
+        trainer, lambda o, t, w: pm_dice_reference(2.0)(o, t, w) +
+        reference_weighted_ce(o.numpy(), t[:, 0].numpy(), w[:, 0].numpy()))
+    assert isinstance(trainer.loss.loss, DBCEAndPMDiceLoss)
+    assert logged == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize("trainer_class", [nnUNetTrainerPMDice, nnUNetTrainerPMDiceCE])
+def test_region_based_training_uses_sigmoid_pm_dice(plans_and_dataset_json, trainer_class):
+    plans, dataset_json = plans_and_dataset_json
+    trainer = make_trainer(trainer_class, plans, dict(dataset_json, **REGIONS))
+    trainer.initialize()
+    compound = trainer.loss.loss
+    assert isinstance(compound, DC_and_BCE_loss) and isinstance(compound.dc, PMDiceLoss)
+    assert compound.dc.apply_nonlin is torch.sigmoid and compound.dc.do_bg
+    loader_train, _ = trainer.get_dataloaders()
+    batch = next(loader_train)
+    assert batch["target"][0].shape[1] == 2  # one channel per region
+    trainer.on_train_epoch_start()
+    assert np.isfinite(trainer.train_step(batch)["loss"])
+
+
+def test_dbce_pm_dice_refuses_regions(plans_and_dataset_json):
+    plans, dataset_json = plans_and_dataset_json
+    with pytest.raises(ValueError, match="region-based training"):
+        make_trainer(nnUNetTrainerDBCEPMDice, plans, dict(dataset_json, **REGIONS))
+
+
+@pytest.mark.parametrize("gamma, error, message", [(-1.0, ValueError, ">= 0"), ("high", TypeError, "number"),
+                                                   ([1.0, 2.0], ValueError, "gamma has 2 values but there are 3")])
+def test_bad_gamma_is_refused_before_training(plans_and_dataset_json, gamma, error, message):
+    for base in (nnUNetTrainerPMDice, nnUNetTrainerDBCEPMDice):
+        bad = type("nnUNetTrainerPMDice_bad", (base,), {"pm_dice_gamma": gamma})
+        with pytest.raises(error, match=message):
+            make_trainer(bad, *plans_and_dataset_json)
+
+
+def test_per_class_gamma_is_used(plans_and_dataset_json):
+    per_class = type("nnUNetTrainerPMDice_perclass", (nnUNetTrainerPMDice,), {"pm_dice_gamma": [0.0, 1.0, 3.0]})
+    trainer = make_trainer(per_class, *plans_and_dataset_json)
+    logged, expected = validation_loss_and_reference(trainer, pm_dice_reference([0.0, 1.0, 3.0]))
+    assert logged == pytest.approx(expected, rel=1e-4)
