@@ -109,12 +109,16 @@ def main(argv=None) -> dict:
     started = time.time()
     out = args.out.resolve()
     if out.exists():
+        if any(out.iterdir()) and not (out / "demo_log.txt").exists():
+            raise SystemExit(f"{out} exists and is not an earlier demo's folder: choose another --out")
         shutil.rmtree(out)
     trainer_folder = out / "demo_trainers"
     trainer_folder.mkdir(parents=True)
     (trainer_folder / "dbce_demo_trainers.py").write_text(DEMO_TRAINER.format(
         radius=args.radius, epochs=args.epochs, iterations=args.iterations, val_iterations=5))
-    env = dict(os.environ, nnUNet_raw=str(out / "nnUNet_raw"), nnUNet_preprocessed=str(out / "nnUNet_preprocessed"),
+    # nnUNet_def_n_proc: nnU-Net's default of 8 export processes costs more than it saves on a small CPU run
+    env = dict(os.environ, nnUNet_def_n_proc=os.environ.get("nnUNet_def_n_proc", "2"),
+               nnUNet_raw=str(out / "nnUNet_raw"), nnUNet_preprocessed=str(out / "nnUNet_preprocessed"),
                nnUNet_results=str(out / "nnUNet_results"),
                nnUNet_extTrainer=os.pathsep.join(filter(None, [str(trainer_folder),
                                                                os.environ.get("nnUNet_extTrainer")])))
