@@ -1,0 +1,95 @@
+"""Forward + backward cost of this package's losses next to nnU-Net's Dice+CE on the same logits.
+
+nnU-Net's default loss is ``DC_and_CE_loss`` with ``MemoryEfficientSoftDiceLoss`` (batch Dice,
+background excluded, smoothing 1e-5), built here exactly as ``nnUNetTrainer._build_loss`` builds it.
+Every loss gets the same logits and labels (and DBCE the weight maps of those labels); one row per
+loss: median and interquartile range over repeats, and the ratio of medians to Dice+CE.
+
+    python scripts/benchmark_losses.py [--device cpu|cuda] [--repeats 20]
+"""
+import argparse
+import time
+
+import numpy as np
+import torch
+from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
+from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+from nnunetv2.utilities.helpers import softmax_helper_dim1
+
+from nnunetv2_dbce import DBCEAndPMDiceLoss, DBCELoss, PMDiceLoss, dilated_balanced_weights
+
+SHAPES = {"2D 12 x 3 x 256^2": (12, 3, 256, 256), "3D 2 x 4 x 96^3": (2, 4, 96, 96, 96)}
+
+
+def nnunet_dice_ce():
+    return DC_and_CE_loss({"batch_dice": True, "smooth": 1e-5, "do_bg": False, "ddp": False}, {}, weight_ce=1,
+                          weight_dice=1, ignore_label=None, dice_class=MemoryEfficientSoftDiceLoss)
+
+
+def pm_dice():
+    return PMDiceLoss(softmax_helper_dim1, gamma=2.0, batch_dice=True, do_bg=False, smooth=1e-5)
+
+
+def pm_dice_ce():
+    loss = nnunet_dice_ce()
+    loss.dc = pm_dice()
+    return loss
+
+
+def inputs(shape, device):
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(shape, generator=generator)
+    target = torch.zeros((shape[0], 1, *shape[2:]))
+    grid = np.indices(shape[2:])
+    for b in range(shape[0]):
+        for label in range(1, shape[1]):
+            centre = np.random.default_rng(b * 10 + label).uniform(0.2, 0.8, len(shape) - 2) * np.array(shape[2:])
+            radius = shape[2] / (4 * label)
+            inside = sum((g - c) ** 2 for g, c in zip(grid, centre)) <= radius ** 2
+            target[b, 0][torch.from_numpy(inside)] = label
+    weights = torch.stack([torch.from_numpy(dilated_balanced_weights(t[0].numpy(), 5))[None] for t in target])
+    return logits.to(device), target.to(device), weights.to(device)
+
+
+def time_loss(loss, arguments, repeats, device):
+    times = []
+    for _ in range(repeats + 2):
+        logits = arguments[0].clone().requires_grad_()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        loss(logits, *arguments[1:]).backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return np.array(times[2:]) * 1000  # the first two calls warm up
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} CPU threads, "
+          f"{args.repeats} repeats; forward + backward, median (IQR), ratio of medians to nnU-Net's Dice+CE")
+    for name, shape in SHAPES.items():
+        logits, target, weights = inputs(shape, device)
+        rows = {
+            "nnU-Net Dice+CE (DC_and_CE_loss)": (nnunet_dice_ce(), (logits, target)),
+            "PMDiceLoss, gamma 2": (pm_dice(), (logits, target)),
+            "PM Dice + CE (nnUNetTrainerPMDiceCE)": (pm_dice_ce(), (logits, target)),
+            "DBCELoss": (DBCELoss(), (logits, target, weights)),
+            "DBCE + PM Dice (nnUNetTrainerDBCEPMDice)": (DBCEAndPMDiceLoss(pm_dice()), (logits, target, weights)),
+        }
+        print(f"\n{name}")
+        baseline = None
+        for row, (loss, arguments) in rows.items():
+            times = time_loss(loss, arguments, args.repeats, device)
+            baseline = baseline or np.median(times)
+            print(f"  {row:<42} {np.median(times):8.1f} ms ({np.percentile(times, 25):.1f}-"
+                  f"{np.percentile(times, 75):.1f})  {np.median(times) / baseline:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
