@@ -63,25 +63,48 @@ def as_label_map(label_map, ignore_label: Optional[int] = None) -> np.ndarray:
         label_map = label_map.astype(np.int64)
     if label_map.size and label_map.min() < 0:
         raise ValueError(f"label_map has negative labels (min {label_map.min()}): expected labels >= 0")
-    if ignore_label is not None and ignore_label < 0:
-        raise ValueError(f"ignore_label must be >= 0, got {ignore_label}")
+    if ignore_label is not None and ignore_label <= 0:
+        raise ValueError(f"ignore_label must be > 0 (0 is the background), got {ignore_label}")
     return label_map
 
 
-def _grown_box(box: tuple, reach: np.ndarray, shape: tuple) -> tuple:
+# Up to this many labels, per-label projections find the bounding boxes faster than scipy's find_objects,
+# whose single pass costs as much as the projections of about ten labels (measured on 128^3 and 512^2).
+PROJECTION_MAX_LABELS = 8
+
+
+def label_boxes(label_map: np.ndarray) -> dict:
+    """Bounding box (a tuple of slices) of every label > 0 present in ``label_map``."""
+    max_label = int(label_map.max()) if label_map.size else 0
+    if max_label > PROJECTION_MAX_LABELS:
+        return {label: box for label, box in enumerate(ndimage.find_objects(label_map), start=1) if box is not None}
+    boxes = {}
+    for label in range(1, max_label + 1):
+        mask = label_map == label
+        rows = np.flatnonzero(mask.any(axis=tuple(range(1, mask.ndim))))
+        if rows.size == 0:
+            continue
+        rest = mask[rows[0]:rows[-1] + 1].any(axis=0)  # only the rows that hold the label
+        extents = [rows] + [np.flatnonzero(rest.any(axis=tuple(b for b in range(rest.ndim) if b != a)))
+                            for a in range(rest.ndim)]
+        boxes[label] = tuple(slice(int(e[0]), int(e[-1]) + 1) for e in extents)
+    return boxes
+
+
+def grown_box(box: tuple, reach: np.ndarray, shape: tuple) -> tuple:
     """The bounding box ``box`` (tuple of slices) grown by ``reach[a]`` voxels per axis, clipped to ``shape``."""
     return tuple(slice(max(s.start - r, 0), min(s.stop + r, n)) for s, r, n in zip(box, reach, shape))
 
 
-def dilate_in_box(label_crop: np.ndarray, label: int, radius: float, scale: np.ndarray) -> np.ndarray:
-    """Dilation of ``label_crop == label`` by the ball of ``radius``; the crop must hold every voxel in reach.
+def dilate(mask: np.ndarray, radius: float, scale: np.ndarray) -> np.ndarray:
+    """``mask`` dilated by the ball of ``radius``; ``mask`` must extend at least ``radius`` beyond its voxels.
 
-    Uses an exact Euclidean distance transform (``edt``) to the class instead of a structuring element.
+    An exact Euclidean distance transform (``edt``, fed uint8: 2.5x faster there than bool) thresholded at
+    the radius, instead of a structuring element.
     """
-    mask = label_crop == label
     if radius == 0:
         return mask
-    squared_distance = edt.edtsq(~mask, anisotropy=tuple(scale), black_border=False, parallel=1)
+    squared_distance = edt.edtsq((~mask).view(np.uint8), anisotropy=tuple(scale), black_border=False, parallel=1)
     return squared_distance <= radius ** 2 * (1 + BALL_TOLERANCE)
 
 
@@ -89,10 +112,13 @@ def dilated_balanced_weights(label_map, radius, spacing: Optional[Sequence[float
                              ignore_label: Optional[int] = None) -> np.ndarray:
     """DBCE weight map of one patch.
 
+    All work beyond two cheap passes (bounding boxes, the band count) happens inside each class's
+    bounding box grown by the radius: voxels outside every box are background outside every band.
+
     :param label_map: integer labels, shape (X, Y) or (X, Y, Z), no channel axis; labels >= 0.
     :param radius: dilation radius R in voxels of the finest axis (>= 0; 0 gives balanced CE weights).
     :param spacing: voxel spacing per axis (any unit); None means isotropic.
-    :param ignore_label: label whose voxels are left out of every count and get weight 0.
+    :param ignore_label: label (> 0) whose voxels are left out of every count and get weight 0.
     :return: float32 weights, same shape as ``label_map``.
     """
     label_map = as_label_map(label_map, ignore_label)
@@ -100,40 +126,38 @@ def dilated_balanced_weights(label_map, radius, spacing: Optional[Sequence[float
     scale = axis_scale(spacing, label_map.ndim)
     weights = np.zeros(label_map.shape, dtype=np.float32)
 
-    counts = np.bincount(label_map.ravel())
-    if ignore_label is not None and ignore_label < len(counts):
-        counts[ignore_label] = 0
-    num_voxels = int(counts.sum())
+    boxes = label_boxes(label_map)
+    ignore_box = boxes.pop(ignore_label, None) if ignore_label is not None else None
+    ignored = None if ignore_box is None else label_map[ignore_box] == ignore_label
+    num_voxels = label_map.size - (0 if ignored is None else int(np.count_nonzero(ignored)))
     if num_voxels == 0:
         return weights
-    valid = label_map != ignore_label if ignore_label is not None else None
 
     reach = np.floor(radius / scale * (1 + BALL_TOLERANCE)).astype(int)
-    dilated = {}  # label -> (grown box, dilated mask inside that box)
+    classes = {}  # label -> (grown box, class mask in it, dilated mask in it)
     in_some_band = np.zeros(label_map.shape, dtype=bool)
-    for label, box in enumerate(ndimage.find_objects(label_map), start=1):
-        if box is None or label == ignore_label:
-            continue
-        grown = _grown_box(box, reach, label_map.shape)
-        mask = dilate_in_box(label_map[grown], label, radius, scale)
-        if valid is not None:
-            mask &= valid[grown]
-        dilated[label] = (grown, mask)
-        in_some_band[grown] |= mask
+    for label, box in boxes.items():
+        grown = grown_box(box, reach, label_map.shape)
+        crop = label_map[grown]
+        is_label = crop == label
+        band = dilate(is_label, radius, scale)
+        if ignored is not None:
+            band &= crop != ignore_label
+        classes[label] = (grown, is_label, band)
+        in_some_band[grown] |= band
 
     background_area = num_voxels - int(np.count_nonzero(in_some_band))
-    num_regions = len(dilated) + (background_area > 0)
-    class_weight = np.zeros(len(counts), dtype=np.float64)
+    num_regions = len(classes) + (background_area > 0)
     if background_area > 0:
-        class_weight[0] = num_voxels / (num_regions * background_area)
-    band_weight = np.zeros(label_map.shape, dtype=np.float32)
-    for label, (grown, mask) in dilated.items():
-        class_weight[label] = num_voxels / (num_regions * np.count_nonzero(mask))
-        np.maximum(band_weight[grown], np.float32(class_weight[label]) * mask, out=band_weight[grown])
-
-    if ignore_label is not None and ignore_label < len(class_weight):
-        class_weight[ignore_label] = 0
-    weights[...] = class_weight.astype(np.float32)[label_map]
-    background_in_band = (label_map == 0) & in_some_band
-    weights[background_in_band] = band_weight[background_in_band]
+        weights.fill(num_voxels / (num_regions * background_area))
+    class_weight = {label: np.float32(num_voxels / (num_regions * np.count_nonzero(band)))
+                    for label, (_, _, band) in classes.items()}
+    ascending = sorted(classes, key=class_weight.get)
+    for label in ascending:  # background in several bands: the last, largest weight stays
+        grown, _, band = classes[label]
+        np.copyto(weights[grown], class_weight[label], where=band & (label_map[grown] == 0))
+    for label, (grown, is_label, _) in classes.items():
+        np.copyto(weights[grown], class_weight[label], where=is_label)
+    if ignored is not None:
+        np.copyto(weights[ignore_box], 0, where=ignored)
     return weights

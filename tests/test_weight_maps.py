@@ -129,3 +129,24 @@ def test_bad_label_maps_are_refused():
         dilated_balanced_weights(np.zeros((1, 2, 3, 4), np.int16), 1)
     with pytest.raises(ValueError, match="spacing"):
         dilated_balanced_weights(np.zeros((4, 4), np.int16), 1, spacing=(1.0, 0.0))
+    with pytest.raises(ValueError, match="ignore_label must be > 0"):
+        dilated_balanced_weights(np.zeros((4, 4), np.int16), 1, ignore_label=0)
+
+
+@pytest.mark.parametrize("shape", [(23, 31), (9, 14, 11)])
+def test_label_boxes_equal_scipy_find_objects(shape):
+    from scipy import ndimage
+
+    from nnunetv2_dbce.weight_maps import PROJECTION_MAX_LABELS, label_boxes
+    for seed in range(5):
+        for num_classes in (3, PROJECTION_MAX_LABELS + 4):
+            label_map = random_label_map(np.random.default_rng(seed), shape, num_classes, num_blobs=8)
+            expected = {label: box for label, box in enumerate(ndimage.find_objects(label_map), start=1) if box}
+            assert label_boxes(label_map) == expected
+
+
+def test_many_labels_match_reference():
+    label_map = random_label_map(np.random.default_rng(42), (20, 24), num_classes=14, num_blobs=12, ignore_label=15)
+    assert label_map.max() > 8
+    np.testing.assert_allclose(dilated_balanced_weights(label_map, 2, ignore_label=15),
+                               reference_weights(label_map, 2, ignore_label=15), rtol=1e-5)
