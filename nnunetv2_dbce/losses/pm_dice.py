@@ -27,6 +27,47 @@ def check_gamma(gamma: Gamma, num_classes: Optional[int] = None) -> tuple:
     return tuple(float(v) for v in values)
 
 
+def modulation(p: torch.Tensor, y: torch.Tensor, gamma, loss_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """``|y - p|^gamma`` (times the loss mask), computed without a graph: the modulation is a constant."""
+    with torch.no_grad():
+        m = y - p
+        m = m.square_() if isinstance(gamma, float) and gamma == 2 else m.abs_().pow_(gamma)
+        return m if loss_mask is None else m.mul_(loss_mask)
+
+
+class ModulatedDiceSums(torch.autograd.Function):
+    """Per (sample, class) sums ``sum_i m y p`` and ``sum_i m (y^2 + p^2)`` over the spatial axes.
+
+    The backward recomputes ``m`` instead of keeping it, so only ``p`` (which the softmax keeps anyway)
+    and the one-hot target stay alive between forward and backward, as for nnU-Net's soft Dice. Products
+    are formed in place: on the CPU, fresh logits-sized buffers cost as much as the arithmetic.
+    ``binary_target``: ``y`` holds only 0 and 1, so ``y^2 = y`` saves a pass.
+    """
+
+    @staticmethod
+    def forward(ctx, p, y, loss_mask, gamma, binary_target):
+        axes = tuple(range(2, p.ndim))
+        p_sums = p.to(y.dtype)  # fp16 inputs: sums in the target's fp32
+        m = modulation(p_sums, y, gamma, loss_mask)
+        modulated_target = m * y
+        sum_m_y2 = (modulated_target if binary_target else modulated_target * y).sum(axes)
+        intersect = modulated_target.mul_(p_sums).sum(axes)
+        sum_m_p2 = m.mul_(p_sums).mul_(p_sums).sum(axes)
+        ctx.save_for_backward(p, y, loss_mask)
+        ctx.gamma = gamma
+        return intersect, sum_m_y2 + sum_m_p2
+
+    @staticmethod
+    def backward(ctx, grad_intersect, grad_denominator):
+        p, y, loss_mask = ctx.saved_tensors
+        p_sums = p.to(y.dtype)
+        spatial = (1,) * (p.ndim - 2)
+        grad_p = y * grad_intersect.view(*grad_intersect.shape, *spatial)
+        grad_p.addcmul_(p_sums, 2 * grad_denominator.view(*grad_denominator.shape, *spatial))
+        grad_p.mul_(modulation(p_sums, y, ctx.gamma, loss_mask))
+        return grad_p.to(p.dtype), None, None, None, None
+
+
 class PMDiceLoss(nn.Module):
     """``1 - mean_c (2 sum_i m y p + smooth) / (sum_i m (y^2 + p^2) + smooth)``, ``m = |y - p.detach()|^gamma_c``.
 
@@ -52,6 +93,7 @@ class PMDiceLoss(nn.Module):
         self.ddp = ddp
 
     def _gamma_tensor(self, num_channels: int, ndim: int, device) -> Union[float, torch.Tensor]:
+        """One float, or a (1, C, 1, ...) tensor of per-class values."""
         if len(self.gamma) == 1:
             return self.gamma[0]
         check_gamma(self.gamma, num_channels)
@@ -66,28 +108,21 @@ class PMDiceLoss(nn.Module):
         """
         if self.apply_nonlin is not None:
             x = self.apply_nonlin(x)
-        axes = tuple(range(2, x.ndim))
-        accumulate = torch.promote_types(x.dtype, torch.float32)  # fp16 inputs: sums in fp32
+        gamma = self._gamma_tensor(x.shape[1], x.ndim, x.device)
         with torch.no_grad():
             if y.ndim == x.ndim - 1:
                 y = y[:, None]
-            if y.shape == x.shape:
-                y_onehot = y.to(accumulate)
-            else:
+            accumulate = torch.promote_types(x.dtype, torch.float32)
+            binary_target = y.shape != x.shape
+            if binary_target:
                 y_onehot = torch.zeros(x.shape, device=x.device, dtype=accumulate)
                 y_onehot.scatter_(1, y.long(), 1)
-            modulation = (y_onehot - x.detach()).abs().pow(self._gamma_tensor(x.shape[1], x.ndim, x.device))
-            if loss_mask is not None:
-                modulation = modulation * loss_mask
-            if not self.do_bg:
-                y_onehot, modulation = y_onehot[:, 1:], modulation[:, 1:]
-            modulated_target = modulation * y_onehot
-            sum_m_y2 = (modulated_target * y_onehot).sum(axes, dtype=accumulate)
+            else:
+                y_onehot = y.to(accumulate)
+        # all channels go through (contiguous, in-place products); the background's sums are dropped after
+        intersect, denominator = ModulatedDiceSums.apply(x, y_onehot, loss_mask, gamma, binary_target)
         if not self.do_bg:
-            x = x[:, 1:]
-        intersect = (x * modulated_target).sum(axes, dtype=accumulate)
-        sum_m_p2 = (modulation * x * x).sum(axes, dtype=accumulate)
-        denominator = sum_m_y2 + sum_m_p2
+            intersect, denominator = intersect[:, 1:], denominator[:, 1:]
 
         if self.batch_dice:
             intersect, denominator = intersect.sum(0), denominator.sum(0)
