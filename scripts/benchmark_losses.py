@@ -2,8 +2,9 @@
 
 nnU-Net's default loss is ``DC_and_CE_loss`` with ``MemoryEfficientSoftDiceLoss`` (batch Dice,
 background excluded, smoothing 1e-5), built here exactly as ``nnUNetTrainer._build_loss`` builds it.
-Every loss gets the same logits and labels (and DBCE the weight maps of those labels); one row per
-loss: median and interquartile range over repeats, and the ratio of medians to Dice+CE.
+Every loss gets the same logits and labels (and DBCE the weight maps of those labels); the losses are
+timed in interleaved rounds. One row per loss: median and interquartile range, the ratio of medians to
+Dice+CE, and the memory autograd keeps for the backward pass (besides the logits) in logits-sized copies.
 
     python scripts/benchmark_losses.py [--device cpu|cuda] [--repeats 20]
 """
@@ -51,18 +52,31 @@ def inputs(shape, device):
     return logits.to(device), target.to(device), weights.to(device)
 
 
-def time_loss(loss, arguments, repeats, device):
-    times = []
-    for _ in range(repeats + 2):
-        logits = arguments[0].clone().requires_grad_()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        loss(logits, *arguments[1:]).backward()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return np.array(times[2:]) * 1000  # the first two calls warm up
+def time_once(loss, arguments, device) -> float:
+    """Milliseconds of one forward + backward."""
+    logits = arguments[0].clone().requires_grad_()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    loss(logits, *arguments[1:]).backward()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) * 1000
+
+
+def saved_for_backward(loss, arguments) -> float:
+    """Bytes autograd keeps for the backward pass of one loss call, in units of the logits' size."""
+    storages = {}
+
+    def keep(tensor):
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    logits = arguments[0].clone().requires_grad_()
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+        loss(logits, *arguments[1:])
+    storages.pop(logits.untyped_storage().data_ptr(), None)
+    return sum(storages.values()) / (logits.numel() * logits.element_size())
 
 
 def main():
@@ -72,7 +86,8 @@ def main():
     args = parser.parse_args()
     device = torch.device(args.device)
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} CPU threads, "
-          f"{args.repeats} repeats; forward + backward, median (IQR), ratio of medians to nnU-Net's Dice+CE")
+          f"{args.repeats} repeats; forward + backward, median (IQR), ratio of medians to nnU-Net's Dice+CE; "
+          f"memory autograd keeps for the backward pass besides the logits, in logits-sized copies")
     for name, shape in SHAPES.items():
         logits, target, weights = inputs(shape, device)
         rows = {
@@ -83,12 +98,18 @@ def main():
             "DBCE + PM Dice (nnUNetTrainerDBCEPMDice)": (DBCEAndPMDiceLoss(pm_dice()), (logits, target, weights)),
         }
         print(f"\n{name}")
-        baseline = None
+        for loss, arguments in rows.values():  # warm-up
+            time_once(loss, arguments, device)
+        times = {row: [] for row in rows}
+        for _ in range(args.repeats):  # interleaved, so that load from elsewhere hits every loss alike
+            for row, (loss, arguments) in rows.items():
+                times[row].append(time_once(loss, arguments, device))
+        baseline = np.median(times["nnU-Net Dice+CE (DC_and_CE_loss)"])
         for row, (loss, arguments) in rows.items():
-            times = time_loss(loss, arguments, args.repeats, device)
-            baseline = baseline or np.median(times)
-            print(f"  {row:<42} {np.median(times):8.1f} ms ({np.percentile(times, 25):.1f}-"
-                  f"{np.percentile(times, 75):.1f})  {np.median(times) / baseline:5.2f}x")
+            row_times = np.array(times[row])
+            print(f"  {row:<42} {np.median(row_times):8.1f} ms ({np.percentile(row_times, 25):.1f}-"
+                  f"{np.percentile(row_times, 75):.1f})  {np.median(row_times) / baseline:5.2f}x   "
+                  f"saved {saved_for_backward(loss, arguments):4.2f}")
 
 
 if __name__ == "__main__":
