@@ -9,11 +9,17 @@ from nnunetv2_dbce.losses.pm_dice import PMDiceLoss, check_gamma
 from nnunetv2_dbce.trainers.dbce import nnUNetTrainerDBCE
 
 
-def checked_gamma(trainer: nnUNetTrainer) -> tuple:
-    """The trainer's ``pm_dice_gamma``, validated against its number of output channels, and logged."""
-    gamma = check_gamma(trainer.pm_dice_gamma, trainer.label_manager.num_segmentation_heads)
-    trainer.print_to_log_file(f"PM Dice: gamma {list(gamma)}", also_print_to_console=False)
-    return gamma
+class PMDiceGamma:
+    """Mixin for trainers: the class attribute ``pm_dice_gamma``, validated against the number of output
+    channels when the trainer is built (before training starts) and written to the training log."""
+
+    pm_dice_gamma = 2.0
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.pm_dice_gamma = check_gamma(self.pm_dice_gamma, self.label_manager.num_segmentation_heads)
+        self.print_to_log_file(f"PM Dice: gamma {list(self.pm_dice_gamma)}", also_print_to_console=False)
 
 
 def innermost(loss):
@@ -21,20 +27,13 @@ def innermost(loss):
     return loss.loss if isinstance(loss, DeepSupervisionWrapper) else loss
 
 
-class nnUNetTrainerPMDiceCE(nnUNetTrainer):
+class nnUNetTrainerPMDiceCE(PMDiceGamma, nnUNetTrainer):
     """PM Dice + CE, weighted 1:1: nnU-Net's own Dice+CE (or Dice+BCE for regions) with its soft Dice
     swapped for PM Dice of the same settings (batch Dice, background, smoothing, DDP, nonlinearity), so
     ignore labels, region-based training and deep supervision work exactly as in nnU-Net.
 
     ``pm_dice_gamma``: one value, or one per output channel (background included).
     """
-
-    pm_dice_gamma = 2.0
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.pm_dice_gamma = checked_gamma(self)
 
     def _build_loss(self):
         loss = super()._build_loss()
@@ -63,16 +62,9 @@ class nnUNetTrainerPMDice_gamma3(nnUNetTrainerPMDice):
     pm_dice_gamma = 3.0
 
 
-class nnUNetTrainerDBCEPMDice(nnUNetTrainerDBCE):
+class nnUNetTrainerDBCEPMDice(PMDiceGamma, nnUNetTrainerDBCE):
     """DBCE (class imbalance) + PM Dice (difficulty imbalance), weighted 1:1, on nnU-Net's Dice settings
     (batch Dice from the plans, background excluded, smoothing 1e-5)."""
-
-    pm_dice_gamma = 2.0
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.pm_dice_gamma = checked_gamma(self)
 
     def _build_loss(self):
         loss = super()._build_loss()
