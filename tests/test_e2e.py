@@ -46,3 +46,19 @@ def test_train_predict_evaluate_on_cpu(trainer, logged, preprocessed_dataset, nn
              "-djfile", str(predictions / "dataset.json"), "-pfile", str(predictions / "plans.json")], nnunet_env)
     summary = json.loads((predictions / "summary.json").read_text())
     assert set(summary["mean"]) == {"1", "2"}
+
+
+def test_continue_training_keeps_the_runs_radius(preprocessed_dataset, nnunet_env):
+    """nnUNetv2_train --c from checkpoint_latest.pth, after the class's radius changed: the run keeps its own."""
+    trainer = "nnUNetTrainerDBCE_tiny"
+    fold = Path(nnunet_env["nnUNet_results"]) / preprocessed_dataset.name / f"{trainer}__nnUNetPlans__2d" / "fold_0"
+    train = [nnunet_command("nnUNetv2_train"), str(DATASET_ID), "2d", "0", "-tr", trainer, "-device", "cpu"]
+    if not (fold / "checkpoint_final.pth").is_file():
+        run_cli(train, nnunet_env)
+    (fold / "checkpoint_final.pth").rename(fold / "checkpoint_latest.pth")  # as if stopped after epoch 2
+
+    run_cli(train + ["--c"], dict(nnunet_env, TINY_EPOCHS="3", TINY_DILATION_RADIUS="7"))
+    log = max(fold.glob("training_log_*.txt")).read_text()
+    assert "Resuming with the loss settings of the checkpoint, {'dilation_radius': 3.0}" in log
+    assert "Epoch 2" in log and "Epoch 0" not in log
+    assert (fold / "checkpoint_final.pth").is_file()

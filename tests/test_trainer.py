@@ -95,3 +95,32 @@ def test_bad_radius_is_refused_before_training(plans_and_dataset_json, radius, e
     bad = type("nnUNetTrainerDBCE_bad", (nnUNetTrainerDBCE,), {"dilation_radius": radius})
     with pytest.raises(error, match="radius"):
         make_trainer(bad, *plans_and_dataset_json)
+
+
+def test_a_failing_sample_in_a_worker_is_raised_in_the_main_process_with_its_case(plans_and_dataset_json,
+                                                                                     monkeypatch):
+    import nnunetv2_dbce.transforms.weight_maps as transform_module
+
+    def broken(label_map, *args):
+        raise ValueError("weight map exploded")
+
+    monkeypatch.setattr(transform_module, "dilated_balanced_weights", broken)  # workers are forked: they see it
+    monkeypatch.setenv("nnUNet_n_proc_DA", "1")
+    trainer = make_trainer(nnUNetTrainerDBCE, *plans_and_dataset_json)
+    trainer.initialize()
+    loader_train, loader_val = trainer.get_dataloaders()
+    try:
+        with pytest.raises(RuntimeError, match=r"(?s)case 'demo_\d+'.*ValueError: weight map exploded"):
+            trainer.train_step(next(loader_train))
+        with pytest.raises(RuntimeError, match="case 'demo_"):
+            trainer.validation_step(next(loader_val))
+    finally:
+        loader_train._finish()
+        loader_val._finish()
+
+
+def test_trainer_checks_labels_against_the_dataset(plans_and_dataset_json):
+    plans, dataset_json = plans_and_dataset_json
+    assert make_trainer(nnUNetTrainerDBCE, plans, dataset_json)._weight_map_transform().max_label == 2
+    with_ignore = dict(dataset_json, labels={**dataset_json["labels"], "ignore": 3})
+    assert make_trainer(nnUNetTrainerDBCE, plans, with_ignore)._weight_map_transform().max_label == 3

@@ -72,3 +72,11 @@ def test_region_targets_are_refused():
 def test_bad_radius_is_refused_when_built():
     with pytest.raises(ValueError, match="radius"):
         DilatedBalancedWeightsTransform(-3)
+
+
+def test_labels_beyond_the_datasets_are_refused():
+    segmentation = random_segmentation((12, 12), seed=7, padding=False)
+    segmentation[0, 0, 0] = 5
+    with pytest.raises(ValueError, match="holds label 5, but the dataset's labels go up to 3"):
+        DilatedBalancedWeightsTransform(2, max_label=3)(segmentation=segmentation)
+    assert "weights" in DilatedBalancedWeightsTransform(2, max_label=5)(segmentation=segmentation)

@@ -9,8 +9,14 @@ way it stacks the segmentation (one tensor per deep-supervision scale).
 ``nnUNetTrainer.get_dataloaders`` builds ``nnUNetDataLoader`` by its module-global name and starts the
 worker processes before returning, so the loader class has to be swapped for the duration of that call
 (``use_weight_map_loader``); the swap is undone on exit and affects nothing else.
+
+Errors: batchgenerators' workers print an exception and stop, and the main process only learns that a
+worker died. So a sample that fails (a weight map that cannot be made, say) turns into a batch holding
+only ``FAILED_KEY``: the case identifier, the error and its traceback, which the trainer raises in the
+main process (``raise_if_failed``).
 """
 import importlib
+import traceback
 from contextlib import contextmanager
 from typing import List, Union
 from unittest import mock
@@ -20,6 +26,7 @@ from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 
 nnunet_trainer_module = importlib.import_module("nnunetv2.training.nnUNetTrainer.nnUNetTrainer")
 WeightMaps = Union[torch.Tensor, List[torch.Tensor]]
+FAILED_KEY = "failed"
 
 
 class SetAsideWeights:
@@ -57,12 +64,27 @@ class WeightMapDataLoader(nnUNetDataLoader):
             raise ValueError("WeightMapDataLoader needs transforms that add 'weights'")
         self.transforms = SetAsideWeights(self.transforms)
 
+    def get_indices(self):
+        self.batch_keys = super().get_indices()
+        return self.batch_keys
+
     def generate_train_batch(self) -> dict:
         self.transforms.set_aside.clear()
-        batch = super().generate_train_batch()
+        try:
+            batch = super().generate_train_batch()
+        except Exception as error:
+            case = self.batch_keys[len(self.transforms.set_aside)]  # samples are done in order: the next one failed
+            return {FAILED_KEY: f"Preparing the training sample of case '{case}' failed in a data loader "
+                                f"worker: {type(error).__name__}: {error}\n{traceback.format_exc()}"}
         batch["weights"] = stack_weight_maps(self.transforms.set_aside)
         self.transforms.set_aside.clear()
         return batch
+
+
+def raise_if_failed(batch: dict) -> None:
+    """Raise, in the main process, the error a worker sent instead of a batch."""
+    if FAILED_KEY in batch:
+        raise RuntimeError(batch[FAILED_KEY])
 
 
 @contextmanager

@@ -7,12 +7,13 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunetv2_dbce.losses.dbce import DBCELoss
-from nnunetv2_dbce.patches.weight_map_loader import use_weight_map_loader
+from nnunetv2_dbce.patches.weight_map_loader import raise_if_failed, use_weight_map_loader
+from nnunetv2_dbce.trainers.settings import CheckpointedLossSettings
 from nnunetv2_dbce.transforms.weight_maps import DilatedBalancedWeightsTransform
 from nnunetv2_dbce.weight_maps import check_radius
 
 
-class nnUNetTrainerDBCE(nnUNetTrainer):
+class nnUNetTrainerDBCE(CheckpointedLossSettings, nnUNetTrainer):
     """Dilated balanced cross entropy alone, dilation radius ``dilation_radius`` voxels of the finest axis.
 
     Weight maps are computed per sample on the augmented patch in nnU-Net's augmentation workers (the
@@ -25,16 +26,21 @@ class nnUNetTrainerDBCE(nnUNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        check_radius(self.dilation_radius)
+        self.dilation_radius = check_radius(self.dilation_radius)
         if self.label_manager.has_regions:
             raise ValueError(f"{type(self).__name__} does not support region-based training (dataset.json defines "
                              f"regions with 'regions_class_order'); DBCE needs one label per voxel")
-        self.print_to_log_file(f"DBCE: dilation radius {self.dilation_radius} voxels of the finest axis, "
+        self.record_loss_settings()
+        self.print_to_log_file(f"DBCE: dilation radius {self.dilation_radius:g} voxels of the finest axis, "
                                f"spacing {list(self.configuration_manager.spacing)}", also_print_to_console=False)
 
+    def loss_settings(self) -> dict:
+        return {**super().loss_settings(), "dilation_radius": self.dilation_radius}
+
     def _weight_map_transform(self) -> DilatedBalancedWeightsTransform:
+        labels = self.label_manager
         return DilatedBalancedWeightsTransform(self.dilation_radius, self.configuration_manager.spacing,
-                                               self.label_manager.ignore_label)
+                                               labels.ignore_label, int(max(labels.all_labels + [labels.ignore_label or 0])))
 
     def get_training_transforms(self, *args, **kwargs) -> ComposeTransforms:
         """nnU-Net's training transforms followed by the weight-map transform."""
@@ -64,6 +70,7 @@ class nnUNetTrainerDBCE(nnUNetTrainer):
         nnU-Net's ``train_step`` and ``validation_step`` call ``self.loss(output, target)``; rather than
         copying them, the loss is temporarily replaced by ``loss(output, target, weights)``.
         """
+        raise_if_failed(batch)
         if "weights" not in batch:
             raise KeyError(f"{type(self).__name__}: the batch has no 'weights'. DBCE needs the weight maps of "
                            f"DilatedBalancedWeightsTransform, carried by WeightMapDataLoader (get_dataloaders)")

@@ -7,11 +7,13 @@ from nnunetv2.utilities.helpers import softmax_helper_dim1
 from nnunetv2_dbce.losses.compound import DBCEAndPMDiceLoss
 from nnunetv2_dbce.losses.pm_dice import PMDiceLoss, check_gamma
 from nnunetv2_dbce.trainers.dbce import nnUNetTrainerDBCE
+from nnunetv2_dbce.trainers.settings import CheckpointedLossSettings
 
 
-class PMDiceGamma:
+class PMDiceGamma(CheckpointedLossSettings):
     """Mixin for trainers: the class attribute ``pm_dice_gamma``, validated against the number of output
-    channels when the trainer is built (before training starts) and written to the training log."""
+    channels when the trainer is built (before training starts), written to the training log and kept in
+    the checkpoints."""
 
     pm_dice_gamma = 2.0
 
@@ -19,7 +21,11 @@ class PMDiceGamma:
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.pm_dice_gamma = check_gamma(self.pm_dice_gamma, self.label_manager.num_segmentation_heads)
+        self.record_loss_settings()
         self.print_to_log_file(f"PM Dice: gamma {list(self.pm_dice_gamma)}", also_print_to_console=False)
+
+    def loss_settings(self) -> dict:
+        return {**super().loss_settings(), "pm_dice_gamma": self.pm_dice_gamma}
 
 
 def innermost(loss):

@@ -26,11 +26,19 @@ class DilatedBalancedWeightsTransform(BasicTransform):
     """
 
     def __init__(self, dilation_radius: float, spacing: Optional[Sequence[float]] = None,
-                 ignore_label: Optional[int] = None):
+                 ignore_label: Optional[int] = None, max_label: Optional[int] = None):
+        """
+        :param dilation_radius: R in voxels of the finest axis.
+        :param spacing: voxel spacing per spatial axis; None for isotropic.
+        :param ignore_label: label left out of the weighting (weight 0).
+        :param max_label: the largest label the dataset defines (ignore label included); a larger one in a
+            patch is an error. None: not checked.
+        """
         super().__init__()
         self.dilation_radius = check_radius(dilation_radius)
         self.spacing = None if spacing is None else tuple(float(s) for s in spacing)
         self.ignore_label = ignore_label
+        self.max_label = max_label
 
     def apply(self, data_dict: dict, **params) -> dict:
         segmentation = data_dict["segmentation"]
@@ -39,8 +47,12 @@ class DilatedBalancedWeightsTransform(BasicTransform):
         if full_resolution.shape[0] != 1:
             raise ValueError(f"{type(self).__name__} needs a single-channel label map, got segmentation of shape "
                              f"{tuple(full_resolution.shape)} (region-based training is not supported)")
+        label_map = full_resolution[0].numpy()
+        if self.max_label is not None and label_map.size and label_map.max() > self.max_label:
+            raise ValueError(f"the segmentation holds label {label_map.max()}, but the dataset's labels go up to "
+                             f"{self.max_label}")
         weight_map = torch.from_numpy(dilated_balanced_weights(
-            full_resolution[0].numpy(), self.dilation_radius, self.spacing, self.ignore_label))[None]
+            label_map, self.dilation_radius, self.spacing, self.ignore_label))[None]
         data_dict["weights"] = [sample_like_segmentation(weight_map, s.shape[1:]) for s in segmentation] \
             if per_scale else weight_map
         return data_dict

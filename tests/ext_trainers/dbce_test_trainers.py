@@ -1,5 +1,8 @@
 """A user's own trainer folder, listed in nnUNet_extTrainer by the end-to-end tests: subclasses of the
-package's trainers with a handful of iterations, as the README tells users to write them."""
+package's trainers with a handful of iterations, as the README tells users to write them. The resume
+test changes the epochs and the radius between runs through TINY_EPOCHS and TINY_DILATION_RADIUS."""
+import os
+
 import torch
 
 from nnunetv2_dbce.trainers import nnUNetTrainerDBCE, nnUNetTrainerDBCEPMDice, nnUNetTrainerPMDice, \
@@ -7,18 +10,19 @@ from nnunetv2_dbce.trainers import nnUNetTrainerDBCE, nnUNetTrainerDBCEPMDice, n
 
 
 class FewIterations:
-    """Mixin: 2 epochs of 3 training and 2 validation iterations (keeps nnU-Net's constructor signature)."""
+    """Mixin: 2 epochs (TINY_EPOCHS) of 3 training and 2 validation iterations (keeps nnU-Net's constructor
+    signature)."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 2
+        self.num_epochs = int(os.environ.get("TINY_EPOCHS", 2))
         self.num_iterations_per_epoch = 3
         self.num_val_iterations_per_epoch = 2
 
 
 class nnUNetTrainerDBCE_tiny(FewIterations, nnUNetTrainerDBCE):
-    dilation_radius = 3
+    dilation_radius = float(os.environ.get("TINY_DILATION_RADIUS", 3))
 
 
 class nnUNetTrainerPMDice_tiny(FewIterations, nnUNetTrainerPMDice):
