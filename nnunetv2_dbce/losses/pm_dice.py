@@ -92,12 +92,13 @@ class PMDiceLoss(nn.Module):
         self.smooth = smooth
         self.ddp = ddp
 
-    def _gamma_tensor(self, num_channels: int, ndim: int, device) -> Union[float, torch.Tensor]:
-        """One float, or a (1, C, 1, ...) tensor of per-class values."""
+    def _gamma_tensor(self, x: torch.Tensor) -> Union[float, torch.Tensor]:
+        """One float, or a (1, C, 1, ...) tensor of per-class values in the precision of the sums."""
         if len(self.gamma) == 1:
             return self.gamma[0]
-        check_gamma(self.gamma, num_channels)
-        return torch.tensor(self.gamma, device=device).view(1, num_channels, *([1] * (ndim - 2)))
+        check_gamma(self.gamma, x.shape[1])
+        return torch.tensor(self.gamma, device=x.device, dtype=torch.promote_types(x.dtype, torch.float32)) \
+            .view(1, x.shape[1], *([1] * (x.ndim - 2)))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, loss_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """
@@ -108,7 +109,7 @@ class PMDiceLoss(nn.Module):
         """
         if self.apply_nonlin is not None:
             x = self.apply_nonlin(x)
-        gamma = self._gamma_tensor(x.shape[1], x.ndim, x.device)
+        gamma = self._gamma_tensor(x)
         with torch.no_grad():
             if y.ndim == x.ndim - 1:
                 y = y[:, None]
