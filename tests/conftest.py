@@ -61,3 +61,38 @@ def make_trainer(trainer_class, plans, dataset_json, fold=0):
     plans = deepcopy(plans)
     plans["continue_training"] = False
     return trainer_class(plans, "2d", fold, dataset_json, torch.device("cpu"))
+
+
+DATASET_3D_ID = 993
+
+
+@pytest.fixture(scope="session")
+def preprocessed_3d_dataset(nnunet_env):
+    """Dataset993: 8 training and 1 test 3D NIfTI volumes (16x24x20 voxels, spacing 2.5 x 1 x 1 mm) with a
+    large ellipsoid (label 1) and a small sphere (label 2), planned and preprocessed (3d_fullres) by nnU-Net."""
+    import SimpleITK as sitk
+    import numpy as np
+
+    folder = Path(nnunet_env["nnUNet_raw"]) / f"Dataset{DATASET_3D_ID}_DBCE3D"
+    rng = np.random.default_rng(0)
+    grid = np.indices((16, 24, 20)).astype(np.float32)
+    for i in range(9):
+        split = "Tr" if i < 8 else "Ts"
+        label = np.zeros((16, 24, 20), np.uint8)
+        centre = rng.uniform([6, 9, 8], [10, 15, 12])
+        label[(((grid - centre[:, None, None, None]) / np.array([3, 6, 5])[:, None, None, None]) ** 2).sum(0) <= 1] = 1
+        spot = rng.uniform([3, 3, 3], [13, 21, 17])
+        label[(((grid - spot[:, None, None, None]) * np.array([2.5, 1, 1])[:, None, None, None]) ** 2).sum(0) <= 4] = 2
+        image = np.array([20.0, 120.0, 200.0])[label] + rng.normal(0, 15, label.shape)
+        for array, sub, name in ((image.astype(np.float32), f"images{split}", f"case_{i:02d}_0000"),
+                                 (label, f"labels{split}", f"case_{i:02d}")):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+            itk = sitk.GetImageFromArray(array)
+            itk.SetSpacing((1.0, 1.0, 2.5))  # SimpleITK order is x, y, z: the numpy array's first axis is 2.5 mm
+            sitk.WriteImage(itk, str(folder / sub / f"{name}.nii.gz"))
+    (folder / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "synthetic"}, "labels": {"background": 0, "blob": 1, "spot": 2},
+        "numTraining": 8, "file_ending": ".nii.gz"}))
+    run_cli([nnunet_command("nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_3D_ID), "-c", "3d_fullres",
+             "-np", "2"], nnunet_env)
+    return folder

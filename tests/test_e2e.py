@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import DATASET_ID, run_cli
+from conftest import DATASET_3D_ID, DATASET_ID, run_cli
 from nnunetv2_dbce.demo import nnunet_command
 
 pytestmark = pytest.mark.e2e
@@ -62,3 +62,21 @@ def test_continue_training_keeps_the_runs_radius(preprocessed_dataset, nnunet_en
     assert "Resuming with the loss settings of the checkpoint, {'dilation_radius': 3.0}" in log
     assert "Epoch 2" in log and "Epoch 0" not in log
     assert (fold / "checkpoint_final.pth").is_file()
+
+
+def test_3d_fullres_with_anisotropic_spacing(preprocessed_3d_dataset, nnunet_env, tmp_path):
+    trainer = "nnUNetTrainerDBCEPMDice_tiny"
+    run_cli([nnunet_command("nnUNetv2_train"), str(DATASET_3D_ID), "3d_fullres", "0", "-tr", trainer,
+             "-device", "cpu"], nnunet_env)
+    fold = Path(nnunet_env["nnUNet_results"]) / preprocessed_3d_dataset.name / f"{trainer}__nnUNetPlans__3d_fullres" \
+        / "fold_0"
+    log = next(fold.glob("training_log_*.txt")).read_text()
+    assert "DBCE: dilation radius 3 voxels of the finest axis, spacing [2.5, 1.0, 1.0]" in log
+    losses = [float(v) for v in re.findall(r"(?:train|val)_loss (\S+)", log)]
+    assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
+
+    predictions = tmp_path / "predictions"
+    run_cli([nnunet_command("nnUNetv2_predict"), "-i", str(preprocessed_3d_dataset / "imagesTs"), "-o",
+             str(predictions), "-d", str(DATASET_3D_ID), "-c", "3d_fullres", "-f", "0", "-tr", trainer,
+             "-device", "cpu", "-npp", "1", "-nps", "1"], nnunet_env)
+    assert [p.name for p in predictions.glob("*.nii.gz")] == ["case_08.nii.gz"]
