@@ -19,7 +19,7 @@ from PIL import Image  # noqa: E402
 from nnunetv2_dbce import dilated_balanced_weights  # noqa: E402
 from nnunetv2_dbce.demo import synthetic_case  # noqa: E402
 
-KVASIR_MASK = Path(__file__).resolve().parents[1].parent / "shared/data/kvasir_seg_256/masks/cju0s690hkp960855tjuaqvv0.png"
+KVASIR_MASK = Path(__file__).resolve().parents[2] / "shared/data/kvasir_seg_256/masks/cju0s690hkp960855tjuaqvv0.png"
 
 
 def main():

@@ -89,6 +89,6 @@ def raise_if_failed(batch: dict) -> None:
 
 @contextmanager
 def use_weight_map_loader():
-    """While active, ``nnUNetTrainer.get_dataloaders`` builds ``WeightMapDataLoader`` instead of ``nnUNetDataLoader``."""
+    """While active, ``nnUNetTrainer.get_dataloaders`` builds ``WeightMapDataLoader``, not ``nnUNetDataLoader``."""
     with mock.patch.object(nnunet_trainer_module, "nnUNetDataLoader", WeightMapDataLoader):
         yield

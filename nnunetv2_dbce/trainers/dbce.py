@@ -39,8 +39,9 @@ class nnUNetTrainerDBCE(CheckpointedLossSettings, nnUNetTrainer):
 
     def _weight_map_transform(self) -> DilatedBalancedWeightsTransform:
         labels = self.label_manager
+        max_label = int(max(labels.all_labels + [labels.ignore_label or 0]))
         return DilatedBalancedWeightsTransform(self.dilation_radius, self.configuration_manager.spacing,
-                                               labels.ignore_label, int(max(labels.all_labels + [labels.ignore_label or 0])))
+                                               labels.ignore_label, max_label)
 
     def get_training_transforms(self, *args, **kwargs) -> ComposeTransforms:
         """nnU-Net's training transforms followed by the weight-map transform."""
