@@ -13,6 +13,19 @@ from nnunetv2_dbce.transforms.weight_maps import DilatedBalancedWeightsTransform
 from nnunetv2_dbce.weight_maps import check_radius
 
 
+def innermost(loss):
+    """The loss inside nnU-Net's deep-supervision wrapper, if any."""
+    return loss.loss if isinstance(loss, DeepSupervisionWrapper) else loss
+
+
+def with_innermost(loss, inner):
+    """``loss`` with ``inner`` in place of the loss inside its deep-supervision wrapper; ``inner`` if unwrapped."""
+    if isinstance(loss, DeepSupervisionWrapper):
+        loss.loss = inner
+        return loss
+    return inner
+
+
 class nnUNetTrainerDBCE(CheckpointedLossSettings, nnUNetTrainer):
     """Dilated balanced cross entropy alone, dilation radius ``dilation_radius`` voxels of the finest axis.
 
@@ -57,12 +70,7 @@ class nnUNetTrainerDBCE(CheckpointedLossSettings, nnUNetTrainer):
 
     def _build_loss(self):
         """nnU-Net's loss with its deep-supervision weighting, the Dice+CE inside replaced by DBCE."""
-        nnunet_loss = super()._build_loss()
-        dbce = DBCELoss(ignore_index=self.label_manager.ignore_label)
-        if isinstance(nnunet_loss, DeepSupervisionWrapper):
-            nnunet_loss.loss = dbce
-            return nnunet_loss
-        return dbce
+        return with_innermost(super()._build_loss(), DBCELoss(ignore_index=self.label_manager.ignore_label))
 
     @contextmanager
     def _loss_with_batch_weights(self, batch: dict):

@@ -1,12 +1,11 @@
 """nnU-Net trainers with PM Dice: alone, with CE (nnU-Net's 1:1 weighting) and with DBCE."""
 import torch
-from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.helpers import softmax_helper_dim1
 
 from nnunetv2_dbce.losses.compound import DBCEAndPMDiceLoss
 from nnunetv2_dbce.losses.pm_dice import PMDiceLoss, check_gamma
-from nnunetv2_dbce.trainers.dbce import nnUNetTrainerDBCE
+from nnunetv2_dbce.trainers.dbce import innermost, nnUNetTrainerDBCE, with_innermost
 from nnunetv2_dbce.trainers.settings import CheckpointedLossSettings
 
 
@@ -26,11 +25,6 @@ class PMDiceGamma(CheckpointedLossSettings):
 
     def loss_settings(self) -> dict:
         return {**super().loss_settings(), "pm_dice_gamma": self.pm_dice_gamma}
-
-
-def innermost(loss):
-    """The loss inside nnU-Net's deep-supervision wrapper, if any."""
-    return loss.loss if isinstance(loss, DeepSupervisionWrapper) else loss
 
 
 class nnUNetTrainerPMDiceCE(PMDiceGamma, nnUNetTrainer):
@@ -73,12 +67,8 @@ class nnUNetTrainerDBCEPMDice(PMDiceGamma, nnUNetTrainerDBCE):
     (batch Dice from the plans, background excluded, smoothing 1e-5)."""
 
     def _build_loss(self):
-        loss = super()._build_loss()
         pm_dice = PMDiceLoss(softmax_helper_dim1, self.pm_dice_gamma, self.configuration_manager.batch_dice,
                              do_bg=False, smooth=1e-5, ddp=self.is_ddp)
         compound = DBCEAndPMDiceLoss(torch.compile(pm_dice) if self._do_i_compile() else pm_dice,
                                      self.label_manager.ignore_label)
-        if isinstance(loss, DeepSupervisionWrapper):
-            loss.loss = compound
-            return loss
-        return compound
+        return with_innermost(super()._build_loss(), compound)

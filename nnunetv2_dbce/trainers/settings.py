@@ -8,6 +8,11 @@ checkpoint (``init_args``) and restores in ``load_checkpoint``, and compared the
 SETTINGS_KEY = "nnunetv2_dbce_loss_settings"
 
 
+def without_trainer(settings: dict) -> dict:
+    """The loss settings alone, without the name of the trainer that recorded them."""
+    return {name: value for name, value in settings.items() if name != "trainer"}
+
+
 class CheckpointedLossSettings:
     """Mixin for the package's trainers. ``record_loss_settings()`` (called once the settings are
     validated) puts ``loss_settings()`` into every checkpoint; on loading, a checkpoint of the same
@@ -30,8 +35,8 @@ class CheckpointedLossSettings:
                                    f"nnunetv2-dbce); continuing with {current}")
             self.my_init_kwargs[SETTINGS_KEY] = current
             return
-        saved_loss = {name: value for name, value in saved.items() if name != "trainer"}
-        if saved_loss == {name: value for name, value in current.items() if name != "trainer"}:
+        saved_loss = without_trainer(saved)
+        if saved_loss == without_trainer(current):
             return
         if saved["trainer"] != current["trainer"]:
             raise ValueError(f"Refusing to load a checkpoint of {saved['trainer']} (loss settings {saved_loss}) into "
