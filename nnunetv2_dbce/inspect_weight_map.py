@@ -1,0 +1,127 @@
+"""Weight-map inspector: the DBCE weight map of one preprocessed nnU-Net case, as NIfTI and as a PNG montage.
+
+    python scripts/inspect_weight_map.py DATASET CASE [-c 2d] [-r 0 5 10] [-o inspect/]
+
+Writes ``<case>_image.nii.gz`` (first channel), ``<case>_label.nii.gz`` and ``<case>_weights_R<r>.nii.gz``
+per radius, all on the preprocessed voxel grid with the configuration's spacing, so they overlay each other
+in ITK-SNAP or 3D Slicer; and ``<case>_weight_map.png``: image, label and each weight map on the slice with
+the most foreground. The whole case is weighted as one patch (training computes the map per augmented
+patch, so class shares there vary with the crop); 2D configurations weight each slice on its own, as
+their 2D patches are.
+"""
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from nnunetv2_dbce.weight_maps import dilated_balanced_weights
+
+
+def load_preprocessed_case(dataset: str, case: str, configuration: str, plans: str):
+    """Image (C, Z, Y, X), label map (Z, Y, X), spacing (per axis, mm), 2D flag and ignore label of a case."""
+    import json
+    from nnunetv2.paths import nnUNet_preprocessed
+    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    if nnUNet_preprocessed is None:
+        raise SystemExit("nnUNet_preprocessed is not set")
+    folder = Path(nnUNet_preprocessed) / maybe_convert_to_dataset_name(dataset)
+    plans_json = json.loads((folder / f"{plans}.json").read_text())
+    if configuration not in plans_json["configurations"]:
+        raise SystemExit(f"configuration {configuration!r} is not in {plans}.json "
+                         f"(it has {sorted(plans_json['configurations'])})")
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    config = PlansManager(plans_json).get_configuration(configuration)
+    data_folder = folder / config.data_identifier
+    if not data_folder.is_dir():
+        raise SystemExit(f"{data_folder} does not exist: preprocess {configuration} first")
+    dataset_class = infer_dataset_class(str(data_folder))
+    identifiers = dataset_class.get_identifiers(str(data_folder))
+    if case not in identifiers:
+        raise SystemExit(f"case {case!r} is not in {data_folder} (e.g. {identifiers[:3]})")
+    data, seg, _, _ = dataset_class(str(data_folder), [case]).load_case(case)
+    ignore_label = json.loads((folder / "dataset.json").read_text())["labels"].get("ignore")
+    image, label_map = np.asarray(data), np.asarray(seg[0]).astype(np.int16)
+    label_map[label_map < 0] = 0
+    is_2d = len(config.spacing) == 2
+    spacing = (1.0, *config.spacing) if is_2d else tuple(config.spacing)
+    return image, label_map, spacing, is_2d, ignore_label
+
+
+def weight_map(label_map: np.ndarray, radius: float, spacing, is_2d: bool, ignore_label=None) -> np.ndarray:
+    """DBCE weights (float32, shape of ``label_map``); slice by slice along axis 0 when ``is_2d``."""
+    if is_2d:
+        return np.stack([dilated_balanced_weights(s, radius, spacing[1:], ignore_label) for s in label_map])
+    return dilated_balanced_weights(label_map, radius, spacing, ignore_label)
+
+
+def write_nifti(array: np.ndarray, spacing, path: Path):
+    import SimpleITK as sitk
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(tuple(float(s) for s in spacing[::-1]))
+    sitk.WriteImage(image, str(path))
+
+
+def montage(image: np.ndarray, label_map: np.ndarray, weights: dict, title: str, path: Path):
+    """Image (Y, X, or Y, X, 3 for RGB), label map and one weight map per radius (log colour scale)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    positive = [w[w > 0] for w in weights.values()]
+    norm = LogNorm(vmin=min(p.min() for p in positive), vmax=max(p.max() for p in positive))
+    columns = 2 + len(weights)
+    figure, axes = plt.subplots(1, columns, figsize=(3.0 * columns, 3.6), layout="constrained")
+    if image.ndim == 3:
+        image = (image - image.min()) / max(image.max() - image.min(), 1e-8)
+    axes[0].imshow(image, cmap="gray", interpolation="nearest")
+    axes[0].set_title(title, fontsize=9)
+    axes[1].imshow(label_map, cmap="viridis", interpolation="nearest")
+    axes[1].set_title(f"label map (labels {', '.join(map(str, np.unique(label_map)))})", fontsize=9)
+    shown = None
+    for ax, (radius, weight) in zip(axes[2:], weights.items()):
+        shown = ax.imshow(np.where(weight > 0, weight, np.nan), cmap="magma", norm=norm, interpolation="nearest")
+        ax.contour(label_map > 0, levels=[0.5], colors="cyan", linewidths=0.6)
+        name = "balanced CE (R = 0)" if radius == 0 else f"DBCE, R = {radius:g}"
+        values = " / ".join(f"{v:.2f}" for v in np.unique(weight))
+        ax.set_title(f"{name}\nweights {values}", fontsize=9)
+    for ax in axes:
+        ax.set_axis_off()
+    figure.colorbar(shown, ax=axes[2:], shrink=0.8, label="voxel weight (log scale)")
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset", help="nnU-Net dataset id or name")
+    parser.add_argument("case", help="case identifier, e.g. hippocampus_001")
+    parser.add_argument("-c", "--configuration", default="2d")
+    parser.add_argument("-p", "--plans", default="nnUNetPlans")
+    parser.add_argument("-r", "--radii", type=float, nargs="+", default=[0, 5, 10])
+    parser.add_argument("-o", "--out", type=Path, default=Path("weight_maps"))
+    parser.add_argument("--png", type=Path, help="montage path (default: <out>/<case>_weight_map.png)")
+    args = parser.parse_args(argv)
+
+    image, label_map, spacing, is_2d, ignore_label = load_preprocessed_case(args.dataset, args.case,
+                                                                            args.configuration, args.plans)
+    weights = {radius: weight_map(label_map, radius, spacing, is_2d, ignore_label) for radius in args.radii}
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_nifti(image[0].astype(np.float32), spacing, args.out / f"{args.case}_image.nii.gz")
+    write_nifti(label_map.astype(np.uint8), spacing, args.out / f"{args.case}_label.nii.gz")
+    for radius, weight in weights.items():
+        write_nifti(weight, spacing, args.out / f"{args.case}_weights_R{radius:g}.nii.gz")
+
+    shown = int(np.argmax((label_map > 0).sum(axis=(1, 2))))
+    png = args.png or args.out / f"{args.case}_weight_map.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    title = f"{args.case} ({args.configuration})" + ("" if label_map.shape[0] == 1 else f", slice {shown}")
+    slice_image = np.moveaxis(image[:, shown], 0, -1) if image.shape[0] == 3 else image[0, shown]
+    montage(slice_image, label_map[shown], {r: w[shown] for r, w in weights.items()}, title, png)
+    print(f"wrote {args.out}/{args.case}_{{image,label,weights_R*}}.nii.gz and {png}")
+
+
+if __name__ == "__main__":
+    main()
