@@ -2,14 +2,16 @@
 import json
 import math
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import DATASET_3D_ID, DATASET_ID, run_cli
-from nnunetv2_dbce.demo import nnunet_command
+from nnunetv2_dbce.demo import nnunet_command, write_synthetic_dataset
 
 pytestmark = pytest.mark.e2e
 
@@ -80,3 +82,87 @@ def test_3d_fullres_with_anisotropic_spacing(preprocessed_3d_dataset, nnunet_env
              str(predictions), "-d", str(DATASET_3D_ID), "-c", "3d_fullres", "-f", "0", "-tr", trainer,
              "-device", "cpu", "-npp", "1", "-nps", "1"], nnunet_env)
     assert [p.name for p in predictions.glob("*.nii.gz")] == ["case_08.nii.gz"]
+
+
+def test_3d_lowres_then_cascade(preprocessed_3d_dataset, nnunet_env, tmp_path):
+    """3d_lowres, then 3d_cascade_fullres (previous stage's segmentation as an input channel), with DBCE +
+    PM Dice. The tiny volumes get no lowres stage from nnU-Net's planner, so a plans variant adds one the
+    way nnU-Net writes it (inherits_from, previous_stage / next_stage). Fold 'all' makes the lowres run
+    export next-stage segmentations of every training case, which the cascade trains on."""
+    trainer, plans_name = "nnUNetTrainerDBCEPMDice_tiny", "nnUNetPlansCascade"
+    preprocessed = Path(nnunet_env["nnUNet_preprocessed"]) / preprocessed_3d_dataset.name
+    plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())
+    plans["plans_name"] = plans_name
+    plans["configurations"]["3d_lowres"] = {
+        "inherits_from": "3d_fullres", "data_identifier": f"{plans_name}_3d_lowres", "spacing": [2.5, 2.0, 2.0],
+        "next_stage": ["3d_cascade_fullres"]}
+    plans["configurations"]["3d_cascade_fullres"] = {"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"}
+    (preprocessed / f"{plans_name}.json").write_text(json.dumps(plans))
+    run_cli([nnunet_command("nnUNetv2_preprocess"), "-d", str(DATASET_3D_ID), "-plans_name", plans_name, "-c",
+             "3d_lowres", "-np", "1"], nnunet_env)
+
+    results = Path(nnunet_env["nnUNet_results"]) / preprocessed_3d_dataset.name
+    for configuration, fold in (("3d_lowres", "all"), ("3d_cascade_fullres", "0")):
+        run_cli([nnunet_command("nnUNetv2_train"), str(DATASET_3D_ID), configuration, fold, "-tr", trainer, "-p",
+                 plans_name, "-device", "cpu"], nnunet_env)
+        log = next((results / f"{trainer}__{plans_name}__{configuration}" / f"fold_{fold}")
+                   .glob("training_log_*.txt")).read_text()
+        assert "DBCE: dilation radius 3 voxels of the finest axis" in log
+        losses = [float(v) for v in re.findall(r"(?:train|val)_loss (\S+)", log)]
+        assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
+        checkpoint = torch.load(results / f"{trainer}__{plans_name}__{configuration}" / f"fold_{fold}" /
+                                "checkpoint_final.pth", map_location="cpu", weights_only=False)
+        first_conv = next(w for k, w in checkpoint["network_weights"].items() if k.endswith("conv.weight"))
+        # input channels: the image, plus for the cascade the previous stage's one-hot labels 1 and 2
+        assert first_conv.shape[1] == (1 if configuration == "3d_lowres" else 3)
+        if configuration == "3d_lowres":
+            next_stage = results / f"{trainer}__{plans_name}__3d_lowres" / "predicted_next_stage" / "3d_cascade_fullres"
+            assert len(list(next_stage.glob("case_*"))) == 8
+
+    lowres, cascade = tmp_path / "lowres", tmp_path / "cascade"
+    common = ["-d", str(DATASET_3D_ID), "-tr", trainer, "-p", plans_name, "-device", "cpu", "-npp", "1", "-nps", "1"]
+    run_cli([nnunet_command("nnUNetv2_predict"), "-i", str(preprocessed_3d_dataset / "imagesTs"), "-o", str(lowres),
+             "-c", "3d_lowres", "-f", "all", *common], nnunet_env)
+    run_cli([nnunet_command("nnUNetv2_predict"), "-i", str(preprocessed_3d_dataset / "imagesTs"), "-o", str(cascade),
+             "-c", "3d_cascade_fullres", "-f", "0", "-prev_stage_predictions", str(lowres), *common], nnunet_env)
+    assert [p.name for p in cascade.glob("*.nii.gz")] == ["case_08.nii.gz"]
+
+
+REGION_DATASET_ID = 992
+
+
+def test_region_based_dataset_through_the_cli(nnunet_env, tmp_path):
+    """A region-based dataset (overlapping regions 'spot or blob' and 'blob', sigmoid outputs): PM Dice + CE
+    trains, predicts and evaluates; DBCE is refused up front with the reason."""
+    folder = write_synthetic_dataset(Path(nnunet_env["nnUNet_raw"]), REGION_DATASET_ID, num_train=8, num_test=2,
+                                     size=48)
+    dataset_json = json.loads((folder / "dataset.json").read_text())
+    dataset_json.update(labels={"background": 0, "spot_or_blob": [1, 2], "blob": 2}, regions_class_order=[1, 2])
+    (folder / "dataset.json").write_text(json.dumps(dataset_json))
+    run_cli([nnunet_command("nnUNetv2_plan_and_preprocess"), "-d", str(REGION_DATASET_ID), "-c", "2d", "-np", "1"],
+            nnunet_env)
+
+    trainer = "nnUNetTrainerPMDiceCE_tiny"
+    run_cli([nnunet_command("nnUNetv2_train"), str(REGION_DATASET_ID), "2d", "0", "-tr", trainer, "-device", "cpu"],
+            nnunet_env)
+    fold = Path(nnunet_env["nnUNet_results"]) / folder.name / f"{trainer}__nnUNetPlans__2d" / "fold_0"
+    log = next(fold.glob("training_log_*.txt")).read_text()
+    assert "PM Dice: gamma [2.0]" in log
+    losses = [float(v) for v in re.findall(r"(?:train|val)_loss (\S+)", log)]
+    assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
+    summary = json.loads((fold / "validation" / "summary.json").read_text())
+    assert set(summary["mean"]) == {"(1, 2)", "2"}  # nnU-Net evaluates regions, not labels
+
+    predictions = tmp_path / "predictions"
+    run_cli([nnunet_command("nnUNetv2_predict"), "-i", str(folder / "imagesTs"), "-o", str(predictions), "-d",
+             str(REGION_DATASET_ID), "-c", "2d", "-f", "0", "-tr", trainer, "-device", "cpu", "-npp", "1", "-nps",
+             "1"], nnunet_env)
+    for prediction in predictions.glob("*.png"):
+        assert set(np.unique(np.asarray(Image.open(prediction)))) <= {0, 1, 2}
+    assert len(list(predictions.glob("*.png"))) == 2
+
+    refused = subprocess.run([nnunet_command("nnUNetv2_train"), str(REGION_DATASET_ID), "2d", "0", "-tr",
+                              "nnUNetTrainerDBCE_tiny", "-device", "cpu"], env=nnunet_env, capture_output=True,
+                             text=True, timeout=300)
+    assert refused.returncode != 0
+    assert "nnUNetTrainerDBCE_tiny does not support region-based training" in refused.stderr
