@@ -1,4 +1,10 @@
 """nnUNetTrainerDBCE in-process on the preprocessed tiny dataset: batches, weights, losses, refusals."""
+import json
+import os
+import re
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -124,3 +130,40 @@ def test_trainer_checks_labels_against_the_dataset(plans_and_dataset_json):
     assert make_trainer(nnUNetTrainerDBCE, plans, dataset_json)._weight_map_transform().max_label == 2
     with_ignore = dict(dataset_json, labels={**dataset_json["labels"], "ignore": 3})
     assert make_trainer(nnUNetTrainerDBCE, plans, with_ignore)._weight_map_transform().max_label == 3
+
+
+SPAWNED_WORKER_FAILURE = '''
+import json, multiprocessing, sys
+import torch
+from nnunetv2_dbce.trainers import nnUNetTrainerDBCE
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method("spawn", force=True)
+    plans, dataset_json = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+    plans["continue_training"] = False
+    dataset_json["labels"] = {"background": 0, "spot": 1}  # the data also hold label 2 ('blob')
+    trainer = nnUNetTrainerDBCE(plans, "2d", 0, dataset_json, torch.device("cpu"))
+    trainer.initialize()
+    loader_train, _ = trainer.get_dataloaders()
+    assert multiprocessing.get_start_method() == "spawn" and loader_train.num_processes == 1
+    try:
+        trainer.train_step(next(loader_train))
+    except RuntimeError as error:
+        print("RAISED", error)
+    finally:
+        loader_train._finish()
+'''
+
+
+def test_a_failing_sample_in_a_spawned_worker_is_raised_with_its_case(plans_and_dataset_json, tmp_path):
+    """Same with the 'spawn' start method (macOS, Windows): nothing patched in the main process reaches the
+    workers, so the failure is a real one, a label the dataset.json does not declare."""
+    plans, dataset_json = plans_and_dataset_json
+    for name, content in (("plans.json", plans), ("dataset.json", dataset_json)):
+        (tmp_path / name).write_text(json.dumps(content))
+    (tmp_path / "spawned.py").write_text(SPAWNED_WORKER_FAILURE)
+    env = dict(os.environ, nnUNet_n_proc_DA="1")
+    result = subprocess.run([sys.executable, str(tmp_path / "spawned.py"), str(tmp_path / "plans.json"),
+                             str(tmp_path / "dataset.json")], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"(?s)RAISED Preparing the training sample of case 'demo_\d+' failed.*label", result.stdout)
