@@ -5,7 +5,8 @@ a Markdown table and PNG plots.
 Run ``python scripts/study.py --help``. nnU-Net does the planning, preprocessing, training, validation and
 Dice; this module only chooses what to run and collects the results. Runs go to ``<out>/nnUNet_results``
 (never the user's ``nnUNet_results``), one subprocess per (trainer, fold) with its log in ``<out>/logs``.
-A rerun skips finished runs and continues interrupted ones from ``checkpoint_latest.pth``.
+A rerun skips finished runs and continues interrupted ones from ``checkpoint_latest.pth``; it must use the
+same epochs, iterations and plans (kept in ``<out>/study.json``), trainers and folds may be added.
 
 Small plans: nnU-Net's plans are sized for a GPU. With ``--batch-size`` / ``--patch-size`` the study writes
 a plans variant next to the source plans, under its own identifier (the source file is never edited)
@@ -258,6 +259,7 @@ def run_study(args):
     os.environ["nnUNet_results"] = str((args.out / "nnUNet_results").resolve())
     folder = ensure_preprocessed(args.dataset, args.configuration, args.plans)
     plans = derive_small_plans(folder, args.plans, args.configuration, args.batch_size, args.patch_size)
+    check_same_settings(args, plans)
     dataset_json = json.loads((folder / "dataset.json").read_text())
     label_names = {v: k for k, v in dataset_json["labels"].items() if isinstance(v, int) and v > 0}
     (args.out / "logs").mkdir(parents=True, exist_ok=True)
@@ -287,6 +289,23 @@ def run_study(args):
             rows.append({"trainer": trainer, "fold": fold, **row})
         curves.setdefault(trainer, []).append(training_curves(run))
     write_outputs(args, plans, rows, curves, label_names)
+
+
+def check_same_settings(args, plans: str):
+    """Record the settings that finished runs depend on in ``<out>/study.json``; refuse to mix others in."""
+    settings = {"dataset": args.dataset, "configuration": args.configuration, "plans": plans,
+                "epochs": args.epochs, "iterations": args.iterations, "val_iterations": args.val_iterations,
+                "nsd_tolerance": args.nsd_tolerance}
+    path = args.out / "study.json"
+    if path.is_file():
+        before = json.loads(path.read_text())
+        changed = {key: (before.get(key), value) for key, value in settings.items() if before.get(key) != value}
+        if changed:
+            differences = ", ".join(f"{key}: {old} -> {new}" for key, (old, new) in changed.items())
+            raise SystemExit(f"{args.out} holds a study with other settings ({differences}); use another --out, "
+                             f"or the same settings to resume")
+    args.out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=2))
 
 
 def child_arguments(args):

@@ -111,6 +111,9 @@ def test_study_smoke_run_and_resume(preprocessed_dataset, nnunet_env, tmp_path):
     second = run_cli(command, nnunet_env)
     assert "finished before, reusing" in second.stdout
     assert (run / "checkpoint_final.pth").stat().st_mtime == checkpoint_time
+    other = subprocess.run([*command[:-6], "--epochs", "2", *command[-6:]], env=nnunet_env, capture_output=True,
+                           text=True)
+    assert other.returncode != 0 and "holds a study with other settings (epochs: 1 -> 2)" in other.stderr
 
 
 def test_inspector_writes_the_training_weight_map(preprocessed_dataset, nnunet_env, tmp_path):
