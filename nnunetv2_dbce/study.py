@@ -54,10 +54,9 @@ def parse_args(argv=None):
 
 def dataset_folder(dataset: str) -> Path:
     from nnunetv2.paths import nnUNet_preprocessed
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
     if nnUNet_preprocessed is None:
         raise SystemExit("nnUNet_preprocessed is not set: point it (and nnUNet_raw) at your nnU-Net folders")
-    return Path(nnUNet_preprocessed) / maybe_convert_to_dataset_name(dataset)
+    return Path(nnUNet_preprocessed) / dataset_name(dataset)
 
 
 def ensure_preprocessed(dataset: str, configuration: str, plans: str) -> Path:
@@ -112,10 +111,14 @@ def derive_small_plans(folder: Path, source: str, configuration: str, batch_size
     return identifier
 
 
-def run_folder(args, plans: str, trainer: str, fold: int) -> Path:
+def dataset_name(dataset: str) -> str:
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-    return (args.out / "nnUNet_results" / maybe_convert_to_dataset_name(args.dataset)
-            / f"{trainer}__{plans}__{args.configuration}" / f"fold_{fold}")
+    return maybe_convert_to_dataset_name(dataset)
+
+
+def run_folder(args, plans: str, trainer: str, fold: int) -> Path:
+    return args.out / "nnUNet_results" / dataset_name(args.dataset) / f"{trainer}__{plans}__{args.configuration}" \
+        / f"fold_{fold}"
 
 
 def train_one(args, plans: str, trainer_name: str, fold: int):
@@ -187,7 +190,8 @@ def fold_means(rows, trainer, label, metric):
 
 
 def markdown_table(rows, trainers, label_names) -> str:
-    """Mean over folds +- standard deviation of the fold means, per trainer and label."""
+    """Mean over folds +- standard deviation of the fold means, per trainer and label. A fold in which no
+    case has an HD95 (the label never predicted) has no HD95 mean; 'n/a' when no fold has one."""
     header = ["trainer"] + [f"{metric} {name}" for name in label_names.values()
                             for metric in ("Dice", "HD95 mm", "NSD")] + ["mean Dice", "cases w/o HD95"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -196,9 +200,9 @@ def markdown_table(rows, trainers, label_names) -> str:
         dice_means = []
         for label in label_names:
             for metric, digits in (("dice", 3), ("hd95_mm", 2), ("nsd", 3)):
-                means = fold_means(rows, trainer, label, metric)
+                means = [m for m in fold_means(rows, trainer, label, metric) if not math.isnan(m)]
                 spread = f" ± {np.std(means, ddof=1):.{digits}f}" if len(means) > 1 else ""
-                cells.append(f"{np.mean(means):.{digits}f}{spread}")
+                cells.append(f"{np.mean(means):.{digits}f}{spread}" if means else "n/a")
                 if metric == "dice":
                     dice_means.append(np.mean(means))
         cells.append(f"{np.mean(dice_means):.3f}")
@@ -242,10 +246,10 @@ def plot_curves(curves: dict, path: Path):
     keys = (("train_losses", "train loss"), ("val_losses", "validation loss"), ("ema_fg_dice", "EMA pseudo Dice"))
     fig, axes = plt.subplots(1, len(keys), figsize=(16, 5))
     for ax, (key, title) in zip(axes, keys):
-        for trainer, per_fold in curves.items():
+        for index, (trainer, per_fold) in enumerate(curves.items()):
             length = min(len(c[key]) for c in per_fold)
             ax.plot(np.arange(length), np.mean([c[key][:length] for c in per_fold], axis=0),
-                    label=trainer.replace("nnUNetTrainer", "") or "(default)")
+                    color=plt.cm.tab20(index % 20), label=trainer.replace("nnUNetTrainer", "") or "(default)")
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -328,7 +332,7 @@ def write_outputs(args, plans, rows, curves, label_names):
     table = markdown_table(rows, args.trainers, label_names)
     command = " ".join(["python scripts/study.py", *map(shlex.quote, sys.argv[1:])])
     (args.out / "results.md").write_text(
-        f"# Loss study: {args.dataset} {args.configuration}, plans {plans}\n\n"
+        f"# Loss study: {dataset_name(args.dataset)} {args.configuration}, plans {plans}\n\n"
         f"{args.epochs} epochs x {args.iterations} iterations, folds {args.folds}; mean over folds ± standard "
         f"deviation of the fold means. Dice from nnU-Net's validation; HD95/NSD (tolerance "
         f"{args.nsd_tolerance:g} mm) on the same predictions; cases where a class is missing from the "

@@ -81,9 +81,12 @@ def test_markdown_table_spread_over_folds_and_missing_distances():
     rows = [{"trainer": "T", "fold": fold, "case": f"c{case}", "label": 1, "dice": dice, "hd95_mm": hd, "nsd": 0.5}
             for fold, values in ((0, [(0.8, 2.0), (0.6, math.nan)]), (1, [(0.4, 4.0), (0.4, 6.0)]))
             for case, (dice, hd) in enumerate(values)]
-    line = markdown_table(rows, ["T"], {1: "organ"}).splitlines()[2]
+    never = [{"trainer": "U", "fold": fold, "case": "c0", "label": 1, "dice": 0.0, "hd95_mm": math.nan, "nsd": 0.0}
+             for fold in (0, 1)]
+    lines = markdown_table(rows + never, ["T", "U"], {1: "organ"}).splitlines()
     # fold means: Dice 0.7 and 0.4 -> 0.55 +- std 0.212; HD95 2.0 (NaN left out) and 5.0 -> 3.5 +- 2.12
-    assert line == "| T | 0.550 ± 0.212 | 3.50 ± 2.12 | 0.500 ± 0.000 | 0.550 | 1 |"
+    assert lines[2] == "| T | 0.550 ± 0.212 | 3.50 ± 2.12 | 0.500 ± 0.000 | 0.550 | 1 |"
+    assert lines[3] == "| U | 0.000 ± 0.000 | n/a | 0.000 ± 0.000 | 0.000 | 2 |"
 
 
 def test_study_smoke_run_and_resume(preprocessed_dataset, nnunet_env, tmp_path):
