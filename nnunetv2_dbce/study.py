@@ -271,11 +271,12 @@ def run_study(args):
     print(f"Study: {len(args.trainers)} trainers x folds {args.folds} on {args.dataset} {args.configuration} "
           f"({plans}), {args.epochs} epochs x {args.iterations} iterations, device {args.device}, out {args.out}")
     durations = []
+    to_train = sum(not (run_folder(args, plans, t, f) / "validation" / "summary.json").is_file() for t, f in runs)
     rows, curves = [], {}
     for index, (trainer, fold) in enumerate(runs, 1):
         run = run_folder(args, plans, trainer, fold)
         if not (run / "validation" / "summary.json").is_file():
-            eta = f", about {np.mean(durations) * (len(runs) - index + 1) / 60:.0f} min left" if durations else ""
+            eta = f", about {np.mean(durations) * (to_train - len(durations)) / 60:.0f} min left" if durations else ""
             print(f"[{index}/{len(runs)}] {trainer} fold {fold}: training{eta}", flush=True)
             start = time.time()
             command = [sys.executable, "-m", "nnunetv2_dbce.study", *child_arguments(args), "--run-one", trainer,
