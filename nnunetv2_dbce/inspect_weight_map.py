@@ -14,24 +14,19 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunetv2_dbce.preprocessed import check_configuration, dataset_folder
 from nnunetv2_dbce.weight_maps import dilated_balanced_weights
 
 
 def load_preprocessed_case(dataset: str, case: str, configuration: str, plans: str):
     """Image (C, Z, Y, X), label map (Z, Y, X), spacing (per axis, mm), 2D flag and ignore label of a case."""
     import json
-    from nnunetv2.paths import nnUNet_preprocessed
     from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-
-    if nnUNet_preprocessed is None:
-        raise SystemExit("nnUNet_preprocessed is not set")
-    folder = Path(nnUNet_preprocessed) / maybe_convert_to_dataset_name(dataset)
-    plans_json = json.loads((folder / f"{plans}.json").read_text())
-    if configuration not in plans_json["configurations"]:
-        raise SystemExit(f"configuration {configuration!r} is not in {plans}.json "
-                         f"(it has {sorted(plans_json['configurations'])})")
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    folder = dataset_folder(dataset)
+    plans_json = json.loads((folder / f"{plans}.json").read_text())
+    check_configuration(plans_json, configuration, plans)
     config = PlansManager(plans_json).get_configuration(configuration)
     data_folder = folder / config.data_identifier
     if not data_folder.is_dir():

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunetv2_dbce.preprocessed import check_configuration, dataset_folder, dataset_name
+
 DEFAULT_TRAINERS = ("nnUNetTrainerCELoss", "nnUNetTrainerBalancedCE", "nnUNetTrainerDBCE_R1",
                     "nnUNetTrainerDBCE_R3", "nnUNetTrainerDBCE", "nnUNetTrainerDBCE_R10", "nnUNetTrainer",
                     "nnUNetTrainerDiceLoss", "nnUNetTrainerPMDice", "nnUNetTrainerPMDiceCE",
@@ -52,13 +54,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def dataset_folder(dataset: str) -> Path:
-    from nnunetv2.paths import nnUNet_preprocessed
-    if nnUNet_preprocessed is None:
-        raise SystemExit("nnUNet_preprocessed is not set: point it (and nnUNet_raw) at your nnU-Net folders")
-    return Path(nnUNet_preprocessed) / dataset_name(dataset)
-
-
 def ensure_preprocessed(dataset: str, configuration: str, plans: str) -> Path:
     """Plan and preprocess with nnU-Net's own command unless the source plans exist already."""
     folder = dataset_folder(dataset)
@@ -80,9 +75,7 @@ def derive_small_plans(folder: Path, source: str, configuration: str, batch_size
     if batch_size is None and patch_size is None:
         return source
     plans = json.loads((folder / f"{source}.json").read_text())
-    if configuration not in plans["configurations"]:
-        raise SystemExit(f"configuration {configuration!r} is not in {source}.json "
-                         f"(it has {sorted(plans['configurations'])})")
+    check_configuration(plans, configuration, source)
     config = plans["configurations"][configuration]
     if "inherits_from" in config:
         raise SystemExit(f"{configuration} inherits from another configuration: give --batch-size/--patch-size "
@@ -111,11 +104,6 @@ def derive_small_plans(folder: Path, source: str, configuration: str, batch_size
     return identifier
 
 
-def dataset_name(dataset: str) -> str:
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-    return maybe_convert_to_dataset_name(dataset)
-
-
 def run_folder(args, plans: str, trainer: str, fold: int) -> Path:
     return args.out / "nnUNet_results" / dataset_name(args.dataset) / f"{trainer}__{plans}__{args.configuration}" \
         / f"fold_{fold}"
@@ -141,7 +129,19 @@ def train_one(args, plans: str, trainer_name: str, fold: int):
     trainer.perform_actual_validation()
 
 
-def evaluate_run(folder: Path, gt_folder: Path, dataset_json: dict, tolerance: float):
+def foreground_labels(dataset_json: dict) -> dict:
+    """``{label value: name}`` of the foreground labels (the ignore label is not a class)."""
+    if "regions_class_order" in dataset_json:
+        raise SystemExit("the study measures labels, not regions: region-based datasets are not supported")
+    return {value: name for name, value in dataset_json["labels"].items() if name != "ignore" and value > 0}
+
+
+def finished(run: Path) -> bool:
+    """Whether nnU-Net's final validation of a run is written."""
+    return (run / "validation" / "summary.json").is_file()
+
+
+def evaluate_run(folder: Path, gt_folder: Path, dataset_json: dict, labels, tolerance: float):
     """Per-case rows (case, label, Dice, HD95, NSD) of one finished run, cached in ``study_metrics.json``.
 
     Dice is nnU-Net's own (``validation/summary.json``); HD95 and NSD are computed on the same files.
@@ -154,7 +154,6 @@ def evaluate_run(folder: Path, gt_folder: Path, dataset_json: dict, tolerance: f
     if cache.is_file():
         return json.loads(cache.read_text())
     summary = load_summary_json(str(folder / "validation" / "summary.json"))
-    labels = [value for value in dataset_json["labels"].values() if isinstance(value, int) and value > 0]
     rows = []
     reader = None
     for case in summary["metric_per_case"]:
@@ -260,27 +259,26 @@ def plot_curves(curves: dict, path: Path):
 
 
 def run_study(args):
-    os.environ["nnUNet_results"] = str((args.out / "nnUNet_results").resolve())
     folder = ensure_preprocessed(args.dataset, args.configuration, args.plans)
     plans = derive_small_plans(folder, args.plans, args.configuration, args.batch_size, args.patch_size)
     check_same_settings(args, plans)
     dataset_json = json.loads((folder / "dataset.json").read_text())
-    label_names = {v: k for k, v in dataset_json["labels"].items() if isinstance(v, int) and v > 0}
+    label_names = foreground_labels(dataset_json)
     (args.out / "logs").mkdir(parents=True, exist_ok=True)
     runs = [(trainer, fold) for trainer in args.trainers for fold in args.folds]
     print(f"Study: {len(args.trainers)} trainers x folds {args.folds} on {args.dataset} {args.configuration} "
           f"({plans}), {args.epochs} epochs x {args.iterations} iterations, device {args.device}, out {args.out}")
     durations = []
-    to_train = sum(not (run_folder(args, plans, t, f) / "validation" / "summary.json").is_file() for t, f in runs)
+    to_train = sum(not finished(run_folder(args, plans, t, f)) for t, f in runs)
     rows, curves = [], {}
     for index, (trainer, fold) in enumerate(runs, 1):
         run = run_folder(args, plans, trainer, fold)
-        if not (run / "validation" / "summary.json").is_file():
+        if not finished(run):
             eta = f", about {np.mean(durations) * (to_train - len(durations)) / 60:.0f} min left" if durations else ""
             print(f"[{index}/{len(runs)}] {trainer} fold {fold}: training{eta}", flush=True)
             start = time.time()
-            command = [sys.executable, "-m", "nnunetv2_dbce.study", *child_arguments(args), "--run-one", trainer,
-                       str(fold)]
+            command = [sys.executable, "-m", "nnunetv2_dbce.study", *child_arguments(args, plans), "--run-one",
+                       trainer, str(fold)]
             log = args.out / "logs" / f"{trainer}__fold{fold}.log"
             with open(log, "a") as handle:
                 result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT)
@@ -290,7 +288,7 @@ def run_study(args):
             print(f"[{index}/{len(runs)}] {trainer} fold {fold}: done in {durations[-1] / 60:.1f} min", flush=True)
         else:
             print(f"[{index}/{len(runs)}] {trainer} fold {fold}: finished before, reusing", flush=True)
-        for row in evaluate_run(run, folder / "gt_segmentations", dataset_json, args.nsd_tolerance):
+        for row in evaluate_run(run, folder / "gt_segmentations", dataset_json, label_names, args.nsd_tolerance):
             rows.append({"trainer": trainer, "fold": fold, **row})
         curves.setdefault(trainer, []).append(training_curves(run))
     write_outputs(args, plans, rows, curves, label_names)
@@ -313,16 +311,11 @@ def check_same_settings(args, plans: str):
     path.write_text(json.dumps(settings, indent=2))
 
 
-def child_arguments(args):
-    """The study's own options, repeated for a child process (which ignores the trainer list)."""
-    child = [args.dataset, "-c", args.configuration, "-p", args.plans, "--epochs", str(args.epochs),
-             "--iterations", str(args.iterations), "--val-iterations", str(args.val_iterations),
-             "-o", str(args.out), "--device", args.device]
-    if args.batch_size is not None:
-        child += ["--batch-size", str(args.batch_size)]
-    if args.patch_size is not None:
-        child += ["--patch-size", *map(str, args.patch_size)]
-    return child
+def child_arguments(args, plans: str):
+    """The options a child process needs to train one run, with the study's (derived) plans identifier."""
+    return [args.dataset, "-c", args.configuration, "-p", plans, "--epochs", str(args.epochs), "--iterations",
+            str(args.iterations), "--val-iterations", str(args.val_iterations), "-o", str(args.out), "--device",
+            args.device]
 
 
 def write_outputs(args, plans, rows, curves, label_names):
@@ -347,13 +340,11 @@ def write_outputs(args, plans, rows, curves, label_names):
 
 def main(argv=None):
     args = parse_args(argv)
+    os.environ["nnUNet_results"] = str((args.out / "nnUNet_results").resolve())
     if args.run_one:
-        os.environ["nnUNet_results"] = str((args.out / "nnUNet_results").resolve())
-        plans = derive_small_plans(dataset_folder(args.dataset), args.plans, args.configuration, args.batch_size,
-                                   args.patch_size)
-        train_one(args, plans, args.run_one[0], int(args.run_one[1]))
-        return
-    run_study(args)
+        train_one(args, args.plans, args.run_one[0], int(args.run_one[1]))
+    else:
+        run_study(args)
 
 
 if __name__ == "__main__":

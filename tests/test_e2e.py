@@ -16,6 +16,14 @@ from nnunetv2_dbce.demo import nnunet_command, write_synthetic_dataset
 pytestmark = pytest.mark.e2e
 
 
+def training_log_with_finite_losses(fold: Path) -> str:
+    """The run's training log, after checking it logged finite train and validation losses of two epochs."""
+    log = next(fold.glob("training_log_*.txt")).read_text()
+    losses = [float(v) for v in re.findall(r"(?:train|val)_loss (\S+)", log)]
+    assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
+    return log
+
+
 @pytest.mark.parametrize("trainer, logged", [
     ("nnUNetTrainerDBCE_tiny", ["DBCE: dilation radius 3 voxels"]),
     ("nnUNetTrainerPMDice_tiny", ["PM Dice: gamma [1.5]"]),
@@ -29,10 +37,8 @@ def test_train_predict_evaluate_on_cpu(trainer, logged, preprocessed_dataset, nn
 
     fold = Path(nnunet_env["nnUNet_results"]) / preprocessed_dataset.name / f"{trainer}__nnUNetPlans__2d" / "fold_0"
     assert (fold / "checkpoint_final.pth").is_file() and (fold / "progress.png").is_file()
-    log = next(fold.glob("training_log_*.txt")).read_text()
+    log = training_log_with_finite_losses(fold)
     assert all(line in log for line in logged)
-    losses = [float(v) for v in re.findall(r"(?:train|val)_loss (\S+)", log)]
-    assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
     assert (fold / "validation" / "summary.json").is_file()
 
     predictions = tmp_path / "predictions"
@@ -72,10 +78,8 @@ def test_3d_fullres_with_anisotropic_spacing(preprocessed_3d_dataset, nnunet_env
              "-device", "cpu"], nnunet_env)
     fold = Path(nnunet_env["nnUNet_results"]) / preprocessed_3d_dataset.name / f"{trainer}__nnUNetPlans__3d_fullres" \
         / "fold_0"
-    log = next(fold.glob("training_log_*.txt")).read_text()
+    log = training_log_with_finite_losses(fold)
     assert "DBCE: dilation radius 3 voxels of the finest axis, spacing [2.5, 1.0, 1.0]" in log
-    losses = [float(v) for v in re.findall(r"(?:train|val)_loss (\S+)", log)]
-    assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
 
     predictions = tmp_path / "predictions"
     run_cli([nnunet_command("nnUNetv2_predict"), "-i", str(preprocessed_3d_dataset / "imagesTs"), "-o",
@@ -105,13 +109,9 @@ def test_3d_lowres_then_cascade(preprocessed_3d_dataset, nnunet_env, tmp_path):
     for configuration, fold in (("3d_lowres", "all"), ("3d_cascade_fullres", "0")):
         run_cli([nnunet_command("nnUNetv2_train"), str(DATASET_3D_ID), configuration, fold, "-tr", trainer, "-p",
                  plans_name, "-device", "cpu"], nnunet_env)
-        log = next((results / f"{trainer}__{plans_name}__{configuration}" / f"fold_{fold}")
-                   .glob("training_log_*.txt")).read_text()
-        assert "DBCE: dilation radius 3 voxels of the finest axis" in log
-        losses = [float(v) for v in re.findall(r"(?:train|val)_loss (\S+)", log)]
-        assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
-        checkpoint = torch.load(results / f"{trainer}__{plans_name}__{configuration}" / f"fold_{fold}" /
-                                "checkpoint_final.pth", map_location="cpu", weights_only=False)
+        run = results / f"{trainer}__{plans_name}__{configuration}" / f"fold_{fold}"
+        assert "DBCE: dilation radius 3 voxels of the finest axis" in training_log_with_finite_losses(run)
+        checkpoint = torch.load(run / "checkpoint_final.pth", map_location="cpu", weights_only=False)
         first_conv = next(w for k, w in checkpoint["network_weights"].items() if k.endswith("conv.weight"))
         # input channels: the image, plus for the cascade the previous stage's one-hot labels 1 and 2
         assert first_conv.shape[1] == (1 if configuration == "3d_lowres" else 3)
@@ -146,10 +146,7 @@ def test_region_based_dataset_through_the_cli(nnunet_env, tmp_path):
     run_cli([nnunet_command("nnUNetv2_train"), str(REGION_DATASET_ID), "2d", "0", "-tr", trainer, "-device", "cpu"],
             nnunet_env)
     fold = Path(nnunet_env["nnUNet_results"]) / folder.name / f"{trainer}__nnUNetPlans__2d" / "fold_0"
-    log = next(fold.glob("training_log_*.txt")).read_text()
-    assert "PM Dice: gamma [2.0]" in log
-    losses = [float(v) for v in re.findall(r"(?:train|val)_loss (\S+)", log)]
-    assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
+    assert "PM Dice: gamma [2.0]" in training_log_with_finite_losses(fold)
     summary = json.loads((fold / "validation" / "summary.json").read_text())
     assert set(summary["mean"]) == {"(1, 2)", "2"}  # nnU-Net evaluates regions, not labels
 

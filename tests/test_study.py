@@ -12,7 +12,7 @@ from PIL import Image
 from scipy import ndimage
 
 from conftest import DATASET_ID, run_cli
-from nnunetv2_dbce.study import derive_small_plans, markdown_table
+from nnunetv2_dbce.study import derive_small_plans, foreground_labels, markdown_table
 from nnunetv2_dbce.surface_metrics import surface_metrics
 from nnunetv2_dbce.weight_maps import dilated_balanced_weights
 
@@ -75,6 +75,14 @@ def test_small_plans_variant_keeps_source_and_data(tmp_path):
         derive_small_plans(tmp_path, "nnUNetPlans", "2d", patch_size=[30, 24])
     with pytest.raises(SystemExit, match="configuration '3d_lowres' is not in"):
         derive_small_plans(tmp_path, "nnUNetPlans", "3d_lowres", batch_size=2)
+
+
+def test_foreground_labels_leave_out_the_ignore_label_and_refuse_regions():
+    labels = {"background": 0, "anterior": 1, "posterior": 2, "ignore": 3}
+    assert foreground_labels({"labels": labels}) == {1: "anterior", 2: "posterior"}
+    regions = {"labels": {"background": 0, "whole": [1, 2], "core": 2}, "regions_class_order": [1, 2]}
+    with pytest.raises(SystemExit, match="region-based datasets are not supported"):
+        foreground_labels(regions)
 
 
 def test_markdown_table_spread_over_folds_and_missing_distances():
