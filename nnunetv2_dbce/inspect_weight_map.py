@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunetv2_dbce.preprocessed import check_configuration, dataset_folder
+from nnunetv2_dbce.tools.preprocessed import check_configuration, dataset_folder
 from nnunetv2_dbce.weight_maps import dilated_balanced_weights
 
 

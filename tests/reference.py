@@ -85,3 +85,42 @@ def reference_pm_dice(probabilities: np.ndarray, onehot: np.ndarray, gamma, batc
                     denominator += m * (y * y + p * p)
             dices.append((2 * numerator + smooth) / (denominator + smooth))
     return 1 - sum(dices) / len(dices)
+
+
+def reference_surface_metrics(reference, prediction, spacing, tolerance):
+    """HD95 and NSD by brute force: surface voxels (mask minus its erosion), all pairwise distances."""
+    def surface(mask):
+        return np.argwhere(mask & ~ndimage.binary_erosion(mask, border_value=0)) * np.asarray(spacing)
+
+    a, b = surface(reference), surface(prediction)
+    distances = np.sqrt(((a[:, None] - b[None]) ** 2).sum(-1))
+    a_to_b, b_to_a = distances.min(1), distances.min(0)
+    hd95 = max(np.percentile(a_to_b, 95), np.percentile(b_to_a, 95))
+    nsd = ((a_to_b <= tolerance).sum() + (b_to_a <= tolerance).sum()) / (len(a_to_b) + len(b_to_a))
+    return hd95, nsd
+
+
+def reference_lesion_counts(reference: np.ndarray, prediction: np.ndarray) -> dict:
+    """Connected components by flood fill over all 3^n - 1 neighbours, then overlaps checked component by component."""
+    def components(mask):
+        labels, count = np.zeros(mask.shape, int), 0
+        offsets = [o for o in itertools.product((-1, 0, 1), repeat=mask.ndim) if any(o)]
+        for start in zip(*np.nonzero(mask)):
+            if labels[start]:
+                continue
+            count += 1
+            labels[start], stack = count, [start]
+            while stack:
+                voxel = stack.pop()
+                for o in offsets:
+                    n = tuple(v + d for v, d in zip(voxel, o))
+                    if all(0 <= i < s for i, s in zip(n, mask.shape)) and mask[n] and not labels[n]:
+                        labels[n] = count
+                        stack.append(n)
+        return labels, count
+
+    ref_labels, num_ref = components(reference)
+    pred_labels, num_pred = components(prediction)
+    detected = sum(1 for k in range(1, num_ref + 1) if prediction[ref_labels == k].any())
+    tp = sum(1 for k in range(1, num_pred + 1) if reference[pred_labels == k].any())
+    return {"ref_lesions": num_ref, "detected_lesions": detected, "pred_lesions": num_pred, "tp_lesions": tp}

@@ -19,19 +19,6 @@ from nnunetv2_dbce.weight_maps import dilated_balanced_weights
 SCRIPTS = Path(__file__).parents[1] / "scripts"
 
 
-def reference_surface_metrics(reference, prediction, spacing, tolerance):
-    """HD95 and NSD by brute force: surface voxels (mask minus its erosion), all pairwise distances."""
-    def surface(mask):
-        return np.argwhere(mask & ~ndimage.binary_erosion(mask, border_value=0)) * np.asarray(spacing)
-
-    a, b = surface(reference), surface(prediction)
-    distances = np.sqrt(((a[:, None] - b[None]) ** 2).sum(-1))
-    a_to_b, b_to_a = distances.min(1), distances.min(0)
-    hd95 = max(np.percentile(a_to_b, 95), np.percentile(b_to_a, 95))
-    nsd = ((a_to_b <= tolerance).sum() + (b_to_a <= tolerance).sum()) / (len(a_to_b) + len(b_to_a))
-    return hd95, nsd
-
-
 @pytest.mark.parametrize("shape, spacing", [((10, 13, 9), (2.5, 0.8, 1.1)), ((1, 17, 15), (999.0, 1.0, 0.7))])
 def test_surface_metrics_match_brute_force(shape, spacing):
     rng = np.random.default_rng(len(shape) + int(spacing[0]))

@@ -58,7 +58,7 @@ def checks_worker(rank, init_file, out_folder):
     the PM Dice term equals one process's PM Dice over both cases (its batch-Dice sums are all-gathered)."""
     from nnunetv2.run import run_training
     from nnunetv2_dbce import PMDiceLoss
-    from nnunetv2_dbce.trainers.dbce import innermost
+    from nnunetv2_dbce.trainers.deep_supervision import innermost
 
     with cpu_ddp(init_file):
         run_training.setup_ddp(rank, WORLD_SIZE)

@@ -1,6 +1,7 @@
 """Loss modules: plain torch, no nnU-Net imports."""
 from nnunetv2_dbce.losses.compound import DBCEAndPMDiceLoss
 from nnunetv2_dbce.losses.dbce import DBCELoss
+from nnunetv2_dbce.losses.focal import FocalLoss, FocalTverskyLoss
 from nnunetv2_dbce.losses.pm_dice import PMDiceLoss
 
-__all__ = ["DBCEAndPMDiceLoss", "DBCELoss", "PMDiceLoss"]
+__all__ = ["DBCEAndPMDiceLoss", "DBCELoss", "FocalLoss", "FocalTverskyLoss", "PMDiceLoss"]

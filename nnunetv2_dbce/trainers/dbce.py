@@ -3,27 +3,14 @@ from contextlib import contextmanager
 
 import torch
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
-from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunetv2_dbce.losses.dbce import DBCELoss
 from nnunetv2_dbce.patches.weight_map_loader import raise_if_failed, use_weight_map_loader
+from nnunetv2_dbce.trainers.deep_supervision import refuse_regions, with_innermost
 from nnunetv2_dbce.trainers.settings import CheckpointedLossSettings
 from nnunetv2_dbce.transforms.weight_maps import DilatedBalancedWeightsTransform
 from nnunetv2_dbce.weight_maps import check_radius
-
-
-def innermost(loss):
-    """The loss inside nnU-Net's deep-supervision wrapper, if any."""
-    return loss.loss if isinstance(loss, DeepSupervisionWrapper) else loss
-
-
-def with_innermost(loss, inner):
-    """``loss`` with ``inner`` in place of the loss inside its deep-supervision wrapper; ``inner`` if unwrapped."""
-    if isinstance(loss, DeepSupervisionWrapper):
-        loss.loss = inner
-        return loss
-    return inner
 
 
 class nnUNetTrainerDBCE(CheckpointedLossSettings, nnUNetTrainer):
@@ -40,9 +27,7 @@ class nnUNetTrainerDBCE(CheckpointedLossSettings, nnUNetTrainer):
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.dilation_radius = check_radius(self.dilation_radius)
-        if self.label_manager.has_regions:
-            raise ValueError(f"{type(self).__name__} does not support region-based training (dataset.json defines "
-                             f"regions with 'regions_class_order'); DBCE needs one label per voxel")
+        refuse_regions(self, "DBCE needs one label per voxel")
         self.record_loss_settings()
         self.print_to_log_file(f"DBCE: dilation radius {self.dilation_radius:g} voxels of the finest axis, "
                                f"spacing {list(self.configuration_manager.spacing)}", also_print_to_console=False)

@@ -5,7 +5,8 @@ from nnunetv2.utilities.helpers import softmax_helper_dim1
 
 from nnunetv2_dbce.losses.compound import DBCEAndPMDiceLoss
 from nnunetv2_dbce.losses.pm_dice import PMDiceLoss, check_gamma
-from nnunetv2_dbce.trainers.dbce import innermost, nnUNetTrainerDBCE, with_innermost
+from nnunetv2_dbce.trainers.dbce import nnUNetTrainerDBCE
+from nnunetv2_dbce.trainers.deep_supervision import innermost, with_innermost
 from nnunetv2_dbce.trainers.settings import CheckpointedLossSettings
 
 

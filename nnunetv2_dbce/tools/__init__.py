@@ -1,0 +1,1 @@
+"""Tools around the core: the loss study, the evaluator, plans variants, statistics."""

@@ -1,0 +1,198 @@
+"""Evaluate an nnU-Net predictions folder, from any trainer: nnU-Net's Dice plus boundary, lesion-wise and
+size-binned metrics, per case and label (or region).
+
+``nnUNetv2_dbce_evaluate GT_FOLDER PRED_FOLDER -djfile DATASET_JSON [-o OUT.json] [-np N]`` takes the
+arguments of nnU-Net's ``nnUNetv2_evaluate_folder`` (no plans file needed) and writes nnU-Net's
+``summary.json`` layout, extended, plus a CSV with one row per case and label.
+
+Per case and label or region (``regions_class_order`` in dataset.json: the regions, as nnU-Net evaluates):
+- ``Dice``, ``IoU``, ``TP`` ... exactly nnU-Net's ``compute_metrics`` (empty reference and prediction: NaN).
+- ``HD95`` (mm) and ``NSD`` (tolerance in mm), MONAI, image spacing: see ``surface_metrics``.
+- Lesions are the connected components of the label's mask (full connectivity). ``ref_lesions`` /
+  ``detected_lesions``: reference components / those overlapped by any predicted voxel; ``pred_lesions`` /
+  ``tp_lesions``: predicted components / those overlapping any reference voxel. Voxels of the ignore label
+  are left out of both masks first.
+- ``ref_volume``: reference volume in mm^3 (mm^2 for 2D images).
+
+Over cases: ``mean`` / ``foreground_mean`` as nnU-Net's; ``lesion_wise`` per label: recall =
+sum(detected) / sum(ref lesions), precision = sum(tp) / sum(pred lesions), F1, and the counts;
+``dice_by_size`` per label: the cases whose reference holds the label are split into tertiles of reference
+volume (``size_bins``), mean Dice per tertile.
+"""
+import argparse
+import csv
+import math
+import multiprocessing
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from nnunetv2_dbce.tools.surface_metrics import surface_distances
+
+NSD_TOLERANCE_MM = 1.0
+CASE_METRICS = ("Dice", "IoU", "TP", "FP", "FN", "HD95", "NSD", "ref_volume", "ref_lesions", "detected_lesions",
+                "pred_lesions", "tp_lesions")
+
+
+def lesion_counts(reference: np.ndarray, prediction: np.ndarray) -> dict:
+    """Connected components (full connectivity) of two boolean masks and how many of each touch the other."""
+    structure = ndimage.generate_binary_structure(reference.ndim, reference.ndim)
+    ref_components, num_ref = ndimage.label(reference, structure)
+    pred_components, num_pred = ndimage.label(prediction, structure)
+    return {"ref_lesions": num_ref, "detected_lesions": int(np.unique(ref_components[prediction & reference]).size),
+            "pred_lesions": num_pred, "tp_lesions": int(np.unique(pred_components[prediction & reference]).size)}
+
+
+def evaluate_case(reference_file: str, prediction_file: str, reader_writer, labels_or_regions: Sequence,
+                  ignore_label: Optional[int] = None, tolerance: float = NSD_TOLERANCE_MM) -> dict:
+    """nnU-Net's ``compute_metrics`` of one case, each label's entry extended by the metrics of this module."""
+    from nnunetv2.evaluation.evaluate_predictions import compute_metrics, region_or_label_to_mask
+
+    result = compute_metrics(reference_file, prediction_file, reader_writer, list(labels_or_regions), ignore_label)
+    reference, properties = reader_writer.read_seg(reference_file)
+    prediction, _ = reader_writer.read_seg(prediction_file)
+    reference, prediction = reference[0], prediction[0]
+    spacing = [float(s) for s in properties["spacing"]]
+    measured = [s for s, n in zip(spacing, reference.shape) if n > 1]  # 2D images stored as 3D: measured in 2D
+    voxel_volume = float(np.prod(measured)) if measured else 1.0
+    kept = None if ignore_label is None else reference != ignore_label
+    for label in labels_or_regions:
+        ref_mask = region_or_label_to_mask(reference, label)
+        pred_mask = region_or_label_to_mask(prediction, label)
+        if kept is not None:
+            ref_mask &= kept
+            pred_mask &= kept
+        hd95, nsd = surface_distances(ref_mask, pred_mask, spacing, tolerance)
+        result["metrics"][label].update(HD95=hd95, NSD=nsd, ref_volume=float(ref_mask.sum()) * voxel_volume,
+                                        **lesion_counts(ref_mask, pred_mask))
+    return result
+
+
+def _evaluate_case_star(arguments):
+    return evaluate_case(*arguments)
+
+
+def size_bins(volumes: Sequence[float]) -> list:
+    """The two tertile edges of the positive reference volumes (empty list if fewer than three)."""
+    positive = [v for v in volumes if v > 0]
+    return [float(e) for e in np.quantile(positive, [1 / 3, 2 / 3])] if len(positive) >= 3 else []
+
+
+def size_bin(volume: float, edges: Sequence[float]) -> Optional[int]:
+    """0, 1 or 2: the tertile of ``volume`` (small, medium, large); None for an empty reference or no edges."""
+    if volume <= 0 or not edges:
+        return None
+    return int(np.searchsorted(edges, volume, side="right"))
+
+
+def lesion_scores(ref_lesions: int, detected: int, pred_lesions: int, tp: int) -> dict:
+    """Recall, precision and F1 of summed lesion counts (NaN where undefined)."""
+    recall = detected / ref_lesions if ref_lesions else math.nan
+    precision = tp / pred_lesions if pred_lesions else math.nan
+    f1 = 2 * recall * precision / (recall + precision) if recall + precision > 0 else \
+        (0.0 if not (math.isnan(recall) or math.isnan(precision)) else math.nan)
+    return {"recall": recall, "precision": precision, "F1": f1, "ref_lesions": ref_lesions,
+            "detected_lesions": detected, "pred_lesions": pred_lesions, "tp_lesions": tp}
+
+
+def summarize(per_case: list, labels_or_regions: Sequence) -> dict:
+    """nnU-Net's summary layout (``metric_per_case``, ``mean``, ``foreground_mean``) plus ``lesion_wise`` and
+    ``dice_by_size`` per label."""
+    means, lesion_wise, dice_by_size = {}, {}, {}
+    for label in labels_or_regions:
+        metrics = [case["metrics"][label] for case in per_case]
+        means[label] = {m: float(np.nanmean([c[m] for c in metrics])) if any(not math.isnan(c[m]) for c in metrics)
+                        else math.nan for m in metrics[0]}
+        counts = [sum(c[key] for c in metrics) for key in ("ref_lesions", "detected_lesions", "pred_lesions",
+                                                            "tp_lesions")]
+        lesion_wise[label] = lesion_scores(*counts)
+        edges = size_bins([c["ref_volume"] for c in metrics])
+        bins = [size_bin(c["ref_volume"], edges) for c in metrics]
+        dice_by_size[label] = {"edges": edges, "dice": [
+            float(np.nanmean(d)) if (d := [c["Dice"] for c, b in zip(metrics, bins) if b == k]) else math.nan
+            for k in range(3)], "cases": [bins.count(k) for k in range(3)]}
+    foreground = [label for label in labels_or_regions if label != 0]
+    foreground_mean = {m: float(np.nanmean([means[label][m] for label in foreground])) for m in means[foreground[0]]}
+    return {"metric_per_case": per_case, "mean": means, "foreground_mean": foreground_mean,
+            "lesion_wise": lesion_wise, "dice_by_size": dice_by_size}
+
+
+def case_name(path: str, file_ending: str) -> str:
+    return Path(path).name[:-len(file_ending)]
+
+
+def csv_rows(summary: dict, file_ending: str) -> list:
+    """One row per case and label: ``case``, ``label`` and ``CASE_METRICS``."""
+    return [{"case": case_name(case["reference_file"], file_ending), "label": str(label),
+             **{m: case["metrics"][label][m] for m in CASE_METRICS}}
+            for case in summary["metric_per_case"] for label in case["metrics"]]
+
+
+def evaluate_folder(gt_folder, pred_folder, dataset_json: dict, output_file=None, num_processes: int = 2,
+                    tolerance: float = NSD_TOLERANCE_MM, progress: bool = True) -> dict:
+    """Evaluate every prediction in ``pred_folder`` against the same file name in ``gt_folder``.
+
+    :param output_file: ``.json`` summary to write (and a ``.csv`` next to it); None: nothing written.
+    :return: the summary (labels as ints, regions as tuples).
+    """
+    from nnunetv2.evaluation.evaluate_predictions import save_summary_json
+    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
+    from nnunetv2.utilities.json_export import recursive_fix_for_json_export
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
+    from tqdm import tqdm
+
+    file_ending = dataset_json["file_ending"]
+    gt_folder, pred_folder = Path(gt_folder), Path(pred_folder)
+    predictions = sorted(p for p in pred_folder.iterdir() if p.name.endswith(file_ending))
+    if not predictions:
+        raise SystemExit(f"no predictions ({file_ending}) in {pred_folder}")
+    missing = [p.name for p in predictions if not (gt_folder / p.name).is_file()]
+    if missing:
+        raise SystemExit(f"{len(missing)} predictions have no reference in {gt_folder}, e.g. {missing[0]}")
+    labels = LabelManager(dataset_json["labels"], dataset_json.get("regions_class_order"))
+    labels_or_regions = labels.foreground_regions if labels.has_regions else labels.foreground_labels
+    reader_writer = determine_reader_writer_from_dataset_json(dataset_json, str(predictions[0]))()
+    jobs = [(str(gt_folder / p.name), str(p), reader_writer, labels_or_regions, labels.ignore_label, tolerance)
+            for p in predictions]
+    with multiprocessing.get_context("spawn").Pool(num_processes) as pool:
+        per_case = list(tqdm(pool.imap(_evaluate_case_star, jobs), total=len(jobs), disable=not progress,
+                             desc="Evaluating cases"))
+    summary = summarize(per_case, labels_or_regions)
+    recursive_fix_for_json_export(summary)
+    if output_file is not None:
+        output_file = Path(output_file)
+        if output_file.suffix != ".json":
+            raise SystemExit(f"the output file must end with .json, got {output_file}")
+        save_summary_json(summary, str(output_file))  # nnU-Net's: label / region keys as strings
+        with open(output_file.with_suffix(".csv"), "w", newline="") as handle:
+            writer = csv.DictWriter(handle, ["case", "label", *CASE_METRICS])
+            writer.writeheader()
+            writer.writerows(csv_rows(summary, file_ending))
+    return summary
+
+
+def main(argv=None):
+    from nnunetv2.configuration import default_num_processes
+    parser = argparse.ArgumentParser(prog="nnUNetv2_dbce_evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("gt_folder", help="folder with the reference segmentations")
+    parser.add_argument("pred_folder", help="folder with the predicted segmentations (same file names)")
+    parser.add_argument("-djfile", required=True, help="the dataset's dataset.json")
+    parser.add_argument("-o", help="output .json (a .csv is written next to it); default: PRED_FOLDER/summary_dbce.json")
+    parser.add_argument("-np", type=int, default=default_num_processes, help="processes")
+    parser.add_argument("--nsd-tolerance", type=float, default=NSD_TOLERANCE_MM, help="NSD tolerance in mm")
+    args = parser.parse_args(argv)
+    import json
+    dataset_json = json.loads(Path(args.djfile).read_text())
+    output = Path(args.o) if args.o else Path(args.pred_folder) / "summary_dbce.json"
+    summary = evaluate_folder(args.gt_folder, args.pred_folder, dataset_json, output, args.np, args.nsd_tolerance)
+    for label, mean in summary["mean"].items():
+        lesions = summary["lesion_wise"][label]
+        print(f"{label}: Dice {mean['Dice']:.4f}, HD95 {mean['HD95']:.2f} mm, NSD {mean['NSD']:.4f}, "
+              f"lesion F1 {lesions['F1']:.3f} (recall {lesions['recall']:.3f}, precision {lesions['precision']:.3f})")
+    print(f"Wrote {output} and {output.with_suffix('.csv')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""The evaluator (nnUNetv2_dbce_evaluate) against nnU-Net's Dice and brute-force references, on an
+anisotropic 3D dataset with an ignore label, and on regions."""
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from nnunetv2_dbce.tools.evaluate import evaluate_folder
+from reference import reference_lesion_counts, reference_surface_metrics
+
+SPACING = (2.5, 0.8, 1.1)  # numpy axis order
+SHAPE = (8, 12, 10)
+EVALUATE = str(Path(sys.executable).with_name("nnUNetv2_dbce_evaluate"))
+LABELS = {"background": 0, "organ": 1, "lesion": 2, "ignore": 3}
+
+
+def write(array, path):
+    image = sitk.GetImageFromArray(array.astype(np.uint8))
+    image.SetSpacing(SPACING[::-1])
+    sitk.WriteImage(image, str(path))
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """Three cases: reference and prediction with blobs of labels 1 and 2 (several lesions of 2), label 3 ignored."""
+    root = tmp_path_factory.mktemp("evaluate")
+    (root / "gt").mkdir()
+    (root / "pred").mkdir()
+    rng = np.random.default_rng(7)
+    grid = np.indices(SHAPE)
+    for case in range(3):
+        reference = np.zeros(SHAPE, np.uint8)
+        centre = rng.uniform([2, 3, 3], [6, 9, 7])
+        reference[(((grid - centre[:, None, None, None]) / (1 + case * 0.6)) ** 2).sum(0) <= 4] = 1
+        for _ in range(2 + case):
+            spot = rng.integers(0, SHAPE)
+            reference[tuple(slice(max(s - 1, 0), s + 1) for s in spot)] = 2
+        prediction = reference.copy()
+        prediction[rng.random(SHAPE) < 0.04] = 2  # false-positive specks
+        prediction[(reference == 1) & (rng.random(SHAPE) < 0.3)] = 0
+        reference[0, :3] = 3  # ignored stripe
+        prediction[0, :3] = 1  # predictions there must not count
+        write(reference, root / "gt" / f"case_{case}.nii.gz")
+        write(prediction, root / "pred" / f"case_{case}.nii.gz")
+    return root
+
+
+def test_evaluator_matches_nnunet_and_brute_force(folders):
+    from nnunetv2.evaluation.evaluate_predictions import compute_metrics_on_folder, load_summary_json
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
+    dataset_json = {"labels": LABELS, "file_ending": ".nii.gz", "channel_names": {"0": "x"}}
+    summary = evaluate_folder(folders / "gt", folders / "pred", dataset_json, folders / "out.json", num_processes=2,
+                              tolerance=1.5, progress=False)
+    nnunet = compute_metrics_on_folder(str(folders / "gt"), str(folders / "pred"), None, SimpleITKIO(), ".nii.gz",
+                                       [1, 2], ignore_label=3, num_processes=1)
+    assert len(summary["metric_per_case"]) == 3
+    totals = {label: dict.fromkeys(("ref_lesions", "detected_lesions", "pred_lesions", "tp_lesions"), 0)
+              for label in (1, 2)}
+    for case, theirs in zip(summary["metric_per_case"], nnunet["metric_per_case"]):
+        reference = sitk.GetArrayFromImage(sitk.ReadImage(case["reference_file"]))
+        prediction = sitk.GetArrayFromImage(sitk.ReadImage(case["prediction_file"]))
+        kept = reference != 3
+        for label in (1, 2):
+            metrics = case["metrics"][label]
+            assert metrics["Dice"] == theirs["metrics"][label]["Dice"]
+            ref, pred = (reference == label) & kept, (prediction == label) & kept
+            hd95, nsd = reference_surface_metrics(ref, pred, SPACING, 1.5)
+            assert metrics["HD95"] == pytest.approx(hd95, rel=1e-5) and metrics["NSD"] == pytest.approx(nsd, rel=1e-5)
+            counts = reference_lesion_counts(ref, pred)
+            assert {k: metrics[k] for k in counts} == counts
+            assert metrics["ref_volume"] == pytest.approx(ref.sum() * np.prod(SPACING))
+            for key in counts:
+                totals[label][key] += counts[key]
+    for label in (1, 2):
+        lesions = summary["lesion_wise"][label]
+        recall = totals[label]["detected_lesions"] / totals[label]["ref_lesions"]
+        precision = totals[label]["tp_lesions"] / totals[label]["pred_lesions"]
+        assert lesions["recall"] == pytest.approx(recall) and lesions["precision"] == pytest.approx(precision)
+        assert lesions["F1"] == pytest.approx(2 * recall * precision / (recall + precision))
+        assert totals[2]["pred_lesions"] > totals[2]["tp_lesions"]  # the specks are false-positive lesions
+        # three cases, three tertiles: one case each, from the smallest reference volume up
+        by_volume = sorted(summary["metric_per_case"], key=lambda c: c["metrics"][label]["ref_volume"])
+        sizes = summary["dice_by_size"][label]
+        assert sizes["cases"] == [1, 1, 1]
+        assert sizes["dice"] == pytest.approx([c["metrics"][label]["Dice"] for c in by_volume])
+    written = load_summary_json(str(folders / "out.json"))  # nnU-Net's own reader takes the extended layout
+    assert written["mean"][1]["Dice"] == pytest.approx(nnunet["mean"][1]["Dice"])
+    with open(folders / "out.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 6 and {r["case"] for r in rows} == {"case_0", "case_1", "case_2"}
+
+
+def test_regions_are_evaluated_as_nnunet_does(folders):
+    dataset_json = {"labels": {"background": 0, "whole": [1, 2], "lesion": 2}, "regions_class_order": [1, 2],
+                    "file_ending": ".nii.gz", "channel_names": {"0": "x"}}
+    summary = evaluate_folder(folders / "gt", folders / "pred", dataset_json, num_processes=1, progress=False)
+    case = summary["metric_per_case"][0]
+    reference = sitk.GetArrayFromImage(sitk.ReadImage(case["reference_file"]))
+    prediction = sitk.GetArrayFromImage(sitk.ReadImage(case["prediction_file"]))
+    ref, pred = np.isin(reference, [1, 2]), np.isin(prediction, [1, 2])
+    assert set(case["metrics"]) == {(1, 2), 2}  # nnU-Net keeps one-label regions as ints
+    assert case["metrics"][(1, 2)]["Dice"] == pytest.approx(2 * (ref & pred).sum() / (ref.sum() + pred.sum()))
+    assert case["metrics"][(1, 2)]["ref_lesions"] == reference_lesion_counts(ref, pred)["ref_lesions"]
+
+
+def test_console_command(folders, tmp_path):
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": LABELS, "file_ending": ".nii.gz"}))
+    out = tmp_path / "summary.json"
+    result = subprocess.run([EVALUATE,
+                             str(folders / "gt"), str(folders / "pred"), "-djfile", str(tmp_path / "dataset.json"),
+                             "-o", str(out), "-np", "1"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "lesion F1" in result.stdout and out.is_file() and out.with_suffix(".csv").is_file()
+    summary = json.loads(out.read_text())
+    assert not math.isnan(summary["foreground_mean"]["Dice"]) and set(summary["lesion_wise"]) == {"1", "2"}
+    missing = subprocess.run([EVALUATE,
+                              str(tmp_path), str(folders / "pred"), "-djfile", str(tmp_path / "dataset.json")],
+                             capture_output=True, text=True, timeout=300)
+    assert missing.returncode != 0 and "have no reference" in missing.stderr
