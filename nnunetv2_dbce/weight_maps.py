@@ -11,9 +11,11 @@ A voxel of class ``c`` gets ``w_c``; a background voxel inside one or more ``D_c
 structure) gets the largest of those ``w_c``; a background voxel in ``B`` gets ``w_0``; ignored voxels
 get 0. All areas count non-ignored voxels only. ``R = 0`` gives plain balanced CE weights.
 """
+from functools import lru_cache
 from numbers import Real
 from typing import Optional, Sequence
 
+import cv2
 import edt
 import numpy as np
 from scipy import ndimage
@@ -68,27 +70,37 @@ def as_label_map(label_map, ignore_label: Optional[int] = None) -> np.ndarray:
     return label_map
 
 
-# Up to this many labels, per-label projections find the bounding boxes faster than scipy's find_objects,
-# whose single pass costs as much as the projections of about ten labels (measured on 128^3 and 512^2).
-PROJECTION_MAX_LABELS = 8
+# Up to this many labels, one bounding box per label (a comparison and OpenCV's boundingRect) is faster than
+# scipy's find_objects, whose single pass costs about as much as ten labels' (measured on 256^2, 512^2, 128^3).
+PER_LABEL_MAX_LABELS = 10
+
+
+def mask_box(mask: np.ndarray) -> Optional[tuple]:
+    """Bounding box (a tuple of slices) of the True voxels of a C-contiguous 2D or 3D bool mask; None if empty.
+
+    OpenCV's boundingRect on the mask as an image; in 3D first on the mask seen as (X, Y * Z) for the
+    extent along X, then on the OR of those slices for Y and Z."""
+    image = mask.view(np.uint8)
+    if mask.ndim == 3:
+        _, first, _, count = cv2.boundingRect(image.reshape(mask.shape[0], -1))
+        if count == 0:
+            return None
+        rows = slice(first, first + count)
+        image = np.bitwise_or.reduce(image[rows], axis=0)
+    x, y, width, height = cv2.boundingRect(image)
+    if width == 0:
+        return None
+    box = (slice(y, y + height), slice(x, x + width))
+    return (rows, *box) if mask.ndim == 3 else box
 
 
 def label_boxes(label_map: np.ndarray) -> dict:
     """Bounding box (a tuple of slices) of every label > 0 present in ``label_map``."""
     max_label = int(label_map.max()) if label_map.size else 0
-    if max_label > PROJECTION_MAX_LABELS:
+    if max_label > PER_LABEL_MAX_LABELS:
         return {label: box for label, box in enumerate(ndimage.find_objects(label_map), start=1) if box is not None}
-    boxes = {}
-    for label in range(1, max_label + 1):
-        mask = label_map == label
-        rows = np.flatnonzero(mask.any(axis=tuple(range(1, mask.ndim))))
-        if rows.size == 0:
-            continue
-        rest = mask[rows[0]:rows[-1] + 1].any(axis=0)  # only the rows that hold the label
-        extents = [rows] + [np.flatnonzero(rest.any(axis=tuple(b for b in range(rest.ndim) if b != a)))
-                            for a in range(rest.ndim)]
-        boxes[label] = tuple(slice(int(e[0]), int(e[-1]) + 1) for e in extents)
-    return boxes
+    boxes = {label: mask_box(label_map == label) for label in range(1, max_label + 1)}
+    return {label: box for label, box in boxes.items() if box is not None}
 
 
 def grown_box(box: tuple, reach: np.ndarray, shape: tuple) -> tuple:
@@ -96,16 +108,67 @@ def grown_box(box: tuple, reach: np.ndarray, shape: tuple) -> tuple:
     return tuple(slice(max(s.start - r, 0), min(s.stop + r, n)) for s, r, n in zip(box, reach, shape))
 
 
-def dilate(mask: np.ndarray, radius: float, scale: np.ndarray) -> np.ndarray:
-    """``mask`` dilated by the ball of ``radius``; ``mask`` must extend at least ``radius`` beyond its voxels.
+@lru_cache(maxsize=64)
+def ball_kernel(radius: float, scale: tuple) -> np.ndarray:
+    """The ball as a structuring element: offsets d (uint8 1 inside, shape ``2 * reach + 1`` per axis) with
+    ``sum_a (d_a * scale_a)**2 <= radius**2 * (1 + BALL_TOLERANCE)``."""
+    reach = np.floor(radius / np.asarray(scale) * (1 + BALL_TOLERANCE)).astype(int)
+    offsets = np.ogrid[tuple(slice(-r, r + 1) for r in reach)]
+    squared = sum((o * s) ** 2 for o, s in zip(offsets, scale))
+    return (squared <= radius ** 2 * (1 + BALL_TOLERANCE)).astype(np.uint8)
 
-    An exact Euclidean distance transform (``edt``, fed uint8: 2.5x faster there than bool) thresholded at
-    the radius, instead of a structuring element.
-    """
-    if radius == 0:
-        return mask
+
+# OpenCV's dilation costs about (voxels x kernel points dilated), the distance transform about voxels x a constant.
+# Measured crossovers (scripts/benchmark_weight_maps.py --dilation): ~1500 points in 2D, ~800 in 3D, where
+# the points are those of the distinct discs (one per offset along axis 0, both signs share one). OpenCV up to
+# these, with some margin, the distance transform beyond (2D: discs up to R = 19; 3D isotropic: balls up to R = 6).
+MAX_KERNEL_WORK = {2: 1200, 3: 600}
+
+
+def dilate_with_distance_transform(mask: np.ndarray, radius: float, scale: np.ndarray) -> np.ndarray:
+    """An exact Euclidean distance transform (``edt``, fed uint8: 2.5x faster there than bool) thresholded at the
+    radius. Cost independent of the radius."""
     squared_distance = edt.edtsq((~mask).view(np.uint8), anisotropy=tuple(scale), black_border=False, parallel=1)
     return squared_distance <= radius ** 2 * (1 + BALL_TOLERANCE)
+
+
+def dilate_with_kernel(mask: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Binary dilation by ``kernel`` with OpenCV (uint8 SIMD). 3D: the ball is a stack of 2D discs, one per
+    offset along axis 0; each disc dilates every slice at once (slices stacked into one image, kept apart by
+    zero rows), and the dilated stacks are OR-ed at their offsets."""
+    if mask.ndim == 2:
+        return cv2.dilate(mask.view(np.uint8), kernel).view(bool)
+    depth, rows, columns = mask.shape
+    gap = kernel.shape[1] // 2
+    stacked = np.zeros((depth, rows + gap, columns), np.uint8)
+    stacked[:, :rows] = mask
+    stacked = stacked.reshape(depth * (rows + gap), columns)
+    reach = kernel.shape[0] // 2
+    dilated = np.zeros(mask.shape, bool)
+    for offset in range(min(reach, depth - 1) + 1):  # offsets beyond the depth reach nothing
+        disc = kernel[reach + offset]
+        slices = cv2.dilate(stacked, disc).reshape(depth, rows + gap, columns)[:, :rows].view(bool)
+        dilated[offset:] |= slices[:depth - offset]
+        if offset:
+            dilated[:depth - offset] |= slices[offset:]
+    return dilated
+
+
+def kernel_work(kernel: np.ndarray) -> int:
+    """Kernel points ``dilate_with_kernel`` dilates with: all of a 2D kernel, the distinct discs of a 3D one."""
+    return int(np.count_nonzero(kernel if kernel.ndim == 2 else kernel[kernel.shape[0] // 2:]))
+
+
+def dilate(mask: np.ndarray, radius: float, scale: np.ndarray) -> np.ndarray:
+    """``mask`` (bool, C-contiguous) dilated by the ball of ``radius``; ``mask`` must extend at least ``radius``
+    beyond its voxels. OpenCV with the ball as kernel while its discs are small, else the distance transform:
+    both are exact and give identical masks."""
+    if radius == 0:
+        return mask
+    kernel = ball_kernel(radius, tuple(scale.tolist()))
+    if kernel_work(kernel) <= MAX_KERNEL_WORK[mask.ndim]:
+        return dilate_with_kernel(mask, kernel)
+    return dilate_with_distance_transform(mask, radius, scale)
 
 
 def dilated_balanced_weights(label_map, radius, spacing: Optional[Sequence[float]] = None,
@@ -124,7 +187,7 @@ def dilated_balanced_weights(label_map, radius, spacing: Optional[Sequence[float
     label_map = as_label_map(label_map, ignore_label)
     radius = check_radius(radius)
     scale = axis_scale(spacing, label_map.ndim)
-    weights = np.zeros(label_map.shape, dtype=np.float32)
+    weights = np.zeros(label_map.shape, dtype=np.float32)  # calloc: zero pages cost nothing until written
 
     boxes = label_boxes(label_map)
     ignore_box = boxes.pop(ignore_label, None) if ignore_label is not None else None

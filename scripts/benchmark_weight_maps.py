@@ -1,14 +1,17 @@
 """Per-sample CPU cost of DBCE weight maps next to nnU-Net's default training transforms, one thread.
 
-Both run on the same synthetic patches: 3D 128^3 with three foreground classes of very different sizes
-and 2D 512^2 with a large and a small structure, fed to nnU-Net 2.8's ``get_training_transforms`` at
-nnU-Net's enlarged initial patch size exactly as its data loader does. The weight-map figure is
-``DilatedBalancedWeightsTransform`` on the augmented patch, all deep-supervision scales together.
+Both run on the same synthetic patches (``CASES``: 3D 128^3 and 2D 512^2 / 256^2 with organ-sized, small
+and many structures, up to 120 classes), fed to nnU-Net 2.8's ``get_training_transforms`` set up as its
+trainer sets them up: rotation +-180 degrees in 2D and +-30 in 3D, mirroring on every axis, the patch
+enlarged by ``get_patch_size`` exactly as its data loader does, one deep-supervision scale per pooling of
+the U-Net nnU-Net plans for the patch. The weight-map figure is ``DilatedBalancedWeightsTransform`` on the
+augmented patch, all deep-supervision scales together. ``--dilation`` prints the cost of the two exact
+dilations (OpenCV kernel, distance transform) that set ``MAX_KERNEL_WORK``.
 
 A second part plots the cost of ``dilated_balanced_weights`` alone against patch size and radius
 (structures scaled with the patch) to ``--plot``.
 
-    python scripts/benchmark_weight_maps.py [--repeats 30] [--plot docs/weight_map_cost.png]
+    python scripts/benchmark_weight_maps.py [--cases 2D] [--dilation] [--plot docs/weight_map_cost.png]
 """
 import argparse
 import os
@@ -17,6 +20,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from scipy import ndimage  # noqa: E402
@@ -40,13 +44,25 @@ def synthetic_labels(shape, structures, seed=0):
     return labels
 
 
+def scattered(num_classes, radius_range, seed=0):
+    """``num_classes`` structures with radii spread over ``radius_range`` (a TotalSegmentator-like patch)."""
+    radii = np.random.default_rng(seed).uniform(*radius_range, num_classes)
+    return [(label, float(r)) for label, r in enumerate(radii, start=1)]
+
+
+# nnU-Net's trainer augments 2D patches with rotations of +-180 degrees (+-15 when the patch is elongated) and 3D
+# with +-30 degrees, mirrors every axis, and feeds the transforms a patch enlarged by get_patch_size.
+ROTATION = {2: np.pi, 3: np.pi / 6}
 CASES = {
-    "3D 128^3, 3 classes": dict(patch=(128, 128, 128), rotation=np.pi / 6, mirror=(0, 1, 2),
-                                structures=[(1, 40), (2, 12), (3, 3)], ds_levels=5),
-    "2D 512^2, 2 classes": dict(patch=(512, 512), rotation=np.pi, mirror=(0, 1),
-                                structures=[(1, 80), (2, 6)], ds_levels=7),
-    "2D 512^2, 1 large class": dict(patch=(512, 512), rotation=np.pi, mirror=(0, 1),
-                                    structures=[(1, 220)], ds_levels=7),
+    "3D 128^3, 3 classes (radii 40, 12, 3)": dict(patch=(128, 128, 128), structures=[(1, 40), (2, 12), (3, 3)]),
+    "3D 128^3, 3 organ-sized (radii 40, 30, 25)": dict(patch=(128, 128, 128),
+                                                     structures=[(1, 40), (2, 30), (3, 25)]),
+    "3D 128^3, 20 classes (radii 8-25)": dict(patch=(128, 128, 128), structures=scattered(20, (8, 25))),
+    "3D 128^3, 120 classes (radii 4-14)": dict(patch=(128, 128, 128), structures=scattered(120, (4, 14))),
+    "2D 512^2, 2 classes (radii 80, 6)": dict(patch=(512, 512), structures=[(1, 80), (2, 6)]),
+    "2D 512^2, 1 class covering ~half": dict(patch=(512, 512), structures=[(1, 220)]),
+    "2D 512^2, 3 organ-sized (radii 90, 60, 50)": dict(patch=(512, 512), structures=[(1, 90), (2, 60), (3, 50)]),
+    "2D 256^2, 2 small (radii 10, 6)": dict(patch=(256, 256), structures=[(1, 10), (2, 6)]),
 }
 
 
@@ -58,9 +74,39 @@ def naive_weight_maps(label_map: np.ndarray, radius: float) -> None:
 
 
 def summary(times):
+    """Mean with its standard error (the figure the ratios use), median and interquartile range, in ms."""
     times = np.asarray(times) * 1000
-    return (f"mean {np.mean(times):7.1f} ms, median {np.median(times):7.1f} "
-            f"(IQR {np.percentile(times, 25):.1f}-{np.percentile(times, 75):.1f})")
+    return (f"mean {np.mean(times):7.2f} ± {np.std(times, ddof=1) / np.sqrt(len(times)):5.2f} ms, median "
+            f"{np.median(times):6.2f} (IQR {np.percentile(times, 25):.2f}-{np.percentile(times, 75):.2f})")
+
+
+def deep_supervision_scales(patch):
+    """nnU-Net's scales for a plain U-Net planned on this patch: one per pooling, as its trainer derives them."""
+    from nnunetv2.experiment_planning.experiment_planners.network_topology import get_pool_and_conv_props
+    _, strides, _, _, _ = get_pool_and_conv_props([1.0] * len(patch), list(patch), 4, 999999)
+    return [[float(f) for f in s] for s in 1 / np.cumprod(np.vstack(strides), axis=0)][:-1]
+
+
+def dilation_crossover():
+    """OpenCV kernel dilation against the distance transform on a grown box around a large structure."""
+    from nnunetv2_dbce.weight_maps import ball_kernel, dilate_with_distance_transform, dilate_with_kernel, kernel_work
+
+    for shape, radius_of_structure in (((256, 256), 90), ((512, 512), 200), ((100, 100, 100), 40)):
+        grid = np.indices(shape)
+        mask = (((grid - np.reshape(shape, (-1, *[1] * len(shape))) / 2) ** 2).sum(0) <= radius_of_structure ** 2)
+        scale = np.ones(len(shape))
+        for radius in (3, 5, 7, 10, 14, 20):
+            kernel = ball_kernel(float(radius), tuple(scale))
+            timings = []
+            for dilation in (lambda: dilate_with_kernel(mask, kernel),
+                             lambda: dilate_with_distance_transform(mask, radius, scale)):
+                dilation()
+                start = time.perf_counter()
+                for _ in range(5):
+                    dilation()
+                timings.append((time.perf_counter() - start) / 5 * 1000)
+            print(f"box {'x'.join(map(str, shape))}, R = {radius:2d}: kernel work {kernel_work(kernel):6d} points, "
+                  f"OpenCV {timings[0]:7.2f} ms, distance transform {timings[1]:6.2f} ms")
 
 
 def plot_cost(path: Path, radii=(0, 2, 5, 10, 20)) -> None:
@@ -99,28 +145,39 @@ def plot_cost(path: Path, radii=(0, 2, 5, 10, 20)) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--repeats-2d", type=int, default=300, help="augmented samples per 2D case")
+    parser.add_argument("--repeats-3d", type=int, default=60, help="augmented samples per 3D case")
     parser.add_argument("--radii", type=float, nargs="+", default=[5, 10])
+    parser.add_argument("--cases", nargs="+", help="substrings of the case names to run (default: all)")
     parser.add_argument("--naive-repeats", type=int, default=3, help="samples for the scipy binary_dilation row")
+    parser.add_argument("--dilation", action="store_true", help="print the OpenCV / distance transform crossover")
     parser.add_argument("--plot", type=Path, default=None, help="also write the cost-vs-size-and-radius plot here")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)
     torch.manual_seed(0)
     np.random.seed(0)
-    print(f"torch {torch.__version__}, 1 thread, {args.repeats} augmented samples per row; ratios of means "
-          f"(nnU-Net's augmentation is random, so its cost per sample varies a lot)\n")
+    if args.dilation:
+        with threadpool_limits(1):
+            dilation_crossover()
+        return
+    print(f"torch {torch.__version__}, OpenCV {cv2.__version__}, 1 thread; ratios of means over the same augmented "
+          f"samples (nnU-Net's augmentation is random: its cost per sample varies ~10x, hence many samples)\n")
     for name, case in CASES.items():
+        if args.cases and not any(c in name for c in args.cases):
+            continue
         patch = case["patch"]
-        rotation = (-case["rotation"], case["rotation"])
+        rotation = (-ROTATION[len(patch)], ROTATION[len(patch)])
         initial = get_patch_size(patch, rotation, rotation, rotation, (0.85, 1.25))
-        ds_scales = [[1 / 2 ** k] * len(patch) for k in range(case["ds_levels"])]
-        transforms = nnUNetTrainer.get_training_transforms(patch, rotation, ds_scales, case["mirror"], False)
+        transforms = nnUNetTrainer.get_training_transforms(patch, rotation, deep_supervision_scales(patch),
+                                                           tuple(range(len(patch))), False)
         labels = synthetic_labels(tuple(initial), case["structures"])
         image = torch.from_numpy(np.random.default_rng(1).normal(size=(1, *initial)).astype(np.float32))
+        repeats = args.repeats_2d if len(patch) == 2 else args.repeats_3d
 
         augmented, nnunet_times = [], []
         with threadpool_limits(1), torch.no_grad():
-            for _ in range(args.repeats):
+            for _ in range(repeats):
                 sample = {"image": image.clone(), "segmentation": torch.from_numpy(labels[None].copy())}
                 start = time.perf_counter()
                 augmented.append(transforms(**sample))
@@ -136,6 +193,9 @@ def main():
                 ratio = np.mean(times) / np.mean(nnunet_times)
                 print(f"{name}: weight maps, R = {radius:<4g}               {summary(times)}"
                       f"  = {100 * ratio:5.1f} % of the transforms")
+            if args.naive_repeats == 0:
+                print()
+                continue
             times = []
             for sample in augmented[:args.naive_repeats]:
                 start = time.perf_counter()

@@ -2,6 +2,7 @@
 import csv
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +13,14 @@ from PIL import Image
 from scipy import ndimage
 
 from conftest import DATASET_ID, run_cli
-from nnunetv2_dbce.study import derive_small_plans, foreground_labels, markdown_table
-from nnunetv2_dbce.surface_metrics import surface_metrics
+from reference import reference_surface_metrics
+from nnunetv2_dbce.tools.plans import derive_small_plans
+from nnunetv2_dbce.tools.study import add_size_bins, comparisons, label_names, metrics_table, paper_baseline
+from nnunetv2_dbce.tools.surface_metrics import surface_distances
 from nnunetv2_dbce.weight_maps import dilated_balanced_weights
 
 SCRIPTS = Path(__file__).parents[1] / "scripts"
+CONVERT_KVASIR = str(Path(sys.executable).with_name("nnUNetv2_dbce_convert_kvasir"))
 
 
 @pytest.mark.parametrize("shape, spacing", [((10, 13, 9), (2.5, 0.8, 1.1)), ((1, 17, 15), (999.0, 1.0, 0.7))])
@@ -26,7 +30,7 @@ def test_surface_metrics_match_brute_force(shape, spacing):
         reference = ndimage.binary_dilation(rng.random(shape) > 0.97, iterations=2).astype(np.int16)
         prediction = ndimage.binary_dilation(rng.random(shape) > 0.97, iterations=2).astype(np.int16) * 2
         prediction[(reference == 1) & (rng.random(shape) > 0.3)] = 1
-        hd95, nsd = surface_metrics(reference, prediction, [1], spacing, tolerance=1.5)[1]
+        hd95, nsd = surface_distances(reference == 1, prediction == 1, spacing, tolerance=1.5)
         kept = [s for s, n in zip(spacing, shape) if n > 1]  # 2D images stored as 3D: measured in 2D
         expected = reference_surface_metrics(reference.squeeze() == 1, prediction.squeeze() == 1, kept, 1.5)
         assert hd95 == pytest.approx(expected[0], rel=1e-5)
@@ -37,81 +41,159 @@ def test_surface_metrics_of_absent_classes():
     reference = np.zeros((6, 6), np.int16)
     prediction = reference.copy()
     prediction[2:4, 2:4] = 1
-    metrics = surface_metrics(reference, prediction, [1, 2], (1.0, 1.0), 1.0)
-    assert math.isnan(metrics[1][0]) and metrics[1][1] == 0.0  # predicted but absent: no distance, NSD 0
-    assert metrics[2] == (0.0, 1.0)  # absent from both: perfect
+    hd95, nsd = surface_distances(reference == 1, prediction == 1, (1.0, 1.0), 1.0)
+    assert math.isnan(hd95) and nsd == 0.0  # predicted but absent: no distance, NSD 0
+    assert surface_distances(reference == 2, prediction == 2, (1.0, 1.0), 1.0) == (0.0, 1.0)  # absent from both
     with pytest.raises(ValueError, match="do not match"):
-        surface_metrics(reference, prediction[:5], [1], (1.0, 1.0), 1.0)
+        surface_distances(reference == 1, prediction[:5] == 1, (1.0, 1.0), 1.0)
 
 
 def test_small_plans_variant_keeps_source_and_data(tmp_path):
+    arch = {"n_stages": 4, "features_per_stage": [32, 64, 128, 256], "strides": [[1, 1], [2, 2], [2, 2], [2, 2]],
+            "kernel_sizes": [[3, 3]] * 4, "n_conv_per_stage": [2, 2, 2, 2], "n_conv_per_stage_decoder": [2, 2, 2]}
     source = {"plans_name": "nnUNetPlans", "configurations": {
-        "2d": {"data_identifier": "nnUNetPlans_2d", "batch_size": 366, "patch_size": [56, 40],
-               "architecture": {"arch_kwargs": {"strides": [[1, 1], [2, 2], [2, 2], [2, 2]]}}},
+        "2d": {"data_identifier": "nnUNetPlans_2d", "batch_size": 366, "patch_size": [56, 40], "spacing": [1.0, 1.0],
+               "architecture": {"arch_kwargs": arch}},
         "3d_fullres": {"data_identifier": "nnUNetPlans_3d_fullres", "batch_size": 2}}}
     (tmp_path / "nnUNetPlans.json").write_text(json.dumps(source))
-    identifier = derive_small_plans(tmp_path, "nnUNetPlans", "2d", batch_size=8, patch_size=[32, 24])
-    assert identifier == "nnUNetPlans_bs8_ps32x24"
+    identifier = derive_small_plans(tmp_path, "nnUNetPlans", "2d", batch_size=8, features=16)
+    assert identifier == "nnUNetPlans_bs8_f16"
     assert json.loads((tmp_path / "nnUNetPlans.json").read_text()) == source
     variant = json.loads((tmp_path / f"{identifier}.json").read_text())
     assert variant["plans_name"] == identifier and list(variant["configurations"]) == ["2d"]
     config = variant["configurations"]["2d"]
-    assert (config["batch_size"], config["patch_size"], config["data_identifier"]) == (8, [32, 24], "nnUNetPlans_2d")
+    assert (config["batch_size"], config["patch_size"], config["data_identifier"]) == (8, [56, 40], "nnUNetPlans_2d")
+    assert config["architecture"]["arch_kwargs"]["features_per_stage"] == [16, 32, 64, 128]
     assert derive_small_plans(tmp_path, "nnUNetPlans", "2d") == "nnUNetPlans"
-    with pytest.raises(SystemExit, match="divisible by the network's total stride"):
-        derive_small_plans(tmp_path, "nnUNetPlans", "2d", patch_size=[30, 24])
     with pytest.raises(SystemExit, match="configuration '3d_lowres' is not in"):
         derive_small_plans(tmp_path, "nnUNetPlans", "3d_lowres", batch_size=2)
+    with pytest.raises(SystemExit, match="--patch-size needs 2 positive values"):
+        derive_small_plans(tmp_path, "nnUNetPlans", "2d", patch_size=[32])
 
 
-def test_foreground_labels_leave_out_the_ignore_label_and_refuse_regions():
+def test_smaller_patch_replans_the_topology_as_nnunets_planner_does(tmp_path):
+    """A 1024x1024 plan (9 stages) asked for 256x256 patches gets nnU-Net's topology for 256x256 (7 stages,
+    bottleneck 4x4) and builds a network whose first training step runs on such a patch."""
+    import torch
+    from nnunetv2.experiment_planning.experiment_planners.network_topology import get_pool_and_conv_props
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
+    stages = 9
+    arch = {"n_stages": stages, "features_per_stage": [min(32 * 2 ** i, 512) for i in range(stages)],
+            "conv_op": "torch.nn.modules.conv.Conv2d", "kernel_sizes": [[3, 3]] * stages,
+            "strides": [[1, 1]] + [[2, 2]] * (stages - 1), "n_conv_per_stage": [2] * stages,
+            "n_conv_per_stage_decoder": [2] * (stages - 1), "conv_bias": True,
+            "norm_op": "torch.nn.modules.instancenorm.InstanceNorm2d", "norm_op_kwargs": {"eps": 1e-5, "affine": True},
+            "dropout_op": None, "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
+            "nonlin_kwargs": {"inplace": True}}
+    source = {"plans_name": "nnUNetPlans", "configurations": {"2d": {
+        "data_identifier": "nnUNetPlans_2d", "batch_size": 12, "patch_size": [1024, 1024], "spacing": [1.0, 1.0],
+        "architecture": {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+                         "arch_kwargs": arch, "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]}}}}
+    (tmp_path / "nnUNetPlans.json").write_text(json.dumps(source))
+    identifier = derive_small_plans(tmp_path, "nnUNetPlans", "2d", batch_size=4, patch_size=[256, 256])
+    config = json.loads((tmp_path / f"{identifier}.json").read_text())["configurations"]["2d"]
+    new = config["architecture"]["arch_kwargs"]
+    _, strides, kernels, patch, _ = get_pool_and_conv_props([1.0, 1.0], [256, 256], 4, 999999)
+    assert identifier == "nnUNetPlans_bs4_ps256x256" and config["patch_size"] == [256, 256] == list(patch)
+    assert new["n_stages"] == len(strides) == 7 and new["strides"] == [list(s) for s in strides]
+    assert new["kernel_sizes"] == [list(k) for k in kernels]
+    assert new["features_per_stage"] == [32, 64, 128, 256, 512, 512, 512]
+    assert len(new["n_conv_per_stage"]) == 7 and len(new["n_conv_per_stage_decoder"]) == 6
+    network = get_network_from_plans(config["architecture"]["network_class_name"], new,
+                                     config["architecture"]["_kw_requires_import"], 3, 2, deep_supervision=True)
+    outputs = network(torch.zeros(4, 3, 256, 256))  # the 9-stage network failed here (1x1 bottleneck)
+    assert outputs[0].shape == (4, 2, 256, 256)
+    # a patch the planner must pad, and a residual-encoder plan keeps its blocks pattern
+    arch.update(n_blocks_per_stage=[1, 3, 4, 6, 6, 6, 6, 6, 6])
+    del arch["n_conv_per_stage"]
+    (tmp_path / "nnUNetResEncUNetMPlans.json").write_text(json.dumps(source))
+    identifier = derive_small_plans(tmp_path, "nnUNetResEncUNetMPlans", "2d", patch_size=[250, 100])
+    config = json.loads((tmp_path / f"{identifier}.json").read_text())["configurations"]["2d"]
+    assert identifier == "nnUNetResEncUNetMPlans_ps256x112" and config["patch_size"] == [256, 112]
+    assert config["architecture"]["arch_kwargs"]["n_blocks_per_stage"] == [1, 3, 4, 6, 6, 6][:len(
+        config["architecture"]["arch_kwargs"]["strides"])]
+
+
+def test_label_names_leave_out_the_ignore_label_and_name_regions():
     labels = {"background": 0, "anterior": 1, "posterior": 2, "ignore": 3}
-    assert foreground_labels({"labels": labels}) == {1: "anterior", 2: "posterior"}
+    assert label_names({"labels": labels}) == {"1": "anterior", "2": "posterior"}
     regions = {"labels": {"background": 0, "whole": [1, 2], "core": 2}, "regions_class_order": [1, 2]}
-    with pytest.raises(SystemExit, match="region-based datasets are not supported"):
-        foreground_labels(regions)
+    assert label_names(regions) == {"(1, 2)": "whole", "2": "core"}
 
 
-def test_markdown_table_spread_over_folds_and_missing_distances():
-    rows = [{"trainer": "T", "fold": fold, "case": f"c{case}", "label": 1, "dice": dice, "hd95_mm": hd, "nsd": 0.5}
-            for fold, values in ((0, [(0.8, 2.0), (0.6, math.nan)]), (1, [(0.4, 4.0), (0.4, 6.0)]))
-            for case, (dice, hd) in enumerate(values)]
-    never = [{"trainer": "U", "fold": fold, "case": "c0", "label": 1, "dice": 0.0, "hd95_mm": math.nan, "nsd": 0.0}
-             for fold in (0, 1)]
-    lines = markdown_table(rows + never, ["T", "U"], {1: "organ"}).splitlines()
-    # fold means: Dice 0.7 and 0.4 -> 0.55 +- std 0.212; HD95 2.0 (NaN left out) and 5.0 -> 3.5 +- 2.12
-    assert lines[2] == "| T | 0.550 ± 0.212 | 3.50 ± 2.12 | 0.500 ± 0.000 | 0.550 | 1 |"
-    assert lines[3] == "| U | 0.000 ± 0.000 | n/a | 0.000 ± 0.000 | 0.000 | 2 |"
+def test_metrics_table_spread_over_folds_and_missing_distances():
+    def row(trainer, fold, case, dice, hd95, volume):
+        return {"trainer": trainer, "fold": fold, "case": case, "label": "1", "Dice": dice, "HD95": hd95, "NSD": 0.5,
+                "ref_volume": volume, "ref_lesions": 1, "detected_lesions": int(dice > 0), "pred_lesions": 2,
+                "tp_lesions": int(dice > 0)}
+    rows = [row("T", 0, "a", 0.8, 2.0, 10), row("T", 0, "b", 0.6, math.nan, 20), row("T", 1, "c", 0.4, 4.0, 30),
+            row("T", 1, "d", 0.4, 6.0, 40), row("U", 0, "a", 0.0, math.nan, 10), row("U", 1, "c", 0.0, math.nan, 30)]
+    edges = add_size_bins(rows, {"1": "organ"})
+    assert edges["1"] == pytest.approx([20, 30])  # tertiles of the volumes 10, 20, 30, 40
+    lines = metrics_table(rows, ["T", "U"], [0, 1], {"1": "organ"}).splitlines()
+    # Dice fold means 0.7 and 0.4; HD95 2.0 (NaN left out) and 5.0; lesion F1 per fold: recall 1, precision 0.5
+    # -> 0.667 both folds; sizes (edges 20, 30; an edge value goes up): small = a (0.8), medium = b (0.6), both
+    # in fold 0; large = c, d (0.4) in fold 1
+    assert lines[4] == "| T | 0.550 ± 0.212 | 3.50 ± 2.12 | 0.500 ± 0.000 | 0.667 ± 0.000 | 0.800 | 0.600 | 0.400 |"
+    assert lines[5] == "| U | 0.000 ± 0.000 | n/a | 0.500 ± 0.000 | 0.000 ± 0.000 | 0.000 | n/a | 0.000 |"
 
 
-def test_study_smoke_run_and_resume(preprocessed_dataset, nnunet_env, tmp_path):
-    """One tiny trainer, one fold, through the study script: outputs agree with nnU-Net's own validation,
-    and a second call reuses the finished run instead of training again."""
-    out = tmp_path / "study"
+def test_comparisons_pair_cases_against_dice_ce_and_the_papers_baseline():
+    rng = np.random.default_rng(0)
+    rows = []
+    for trainer, shift in (("nnUNetTrainer", 0.0), ("nnUNetTrainerBalancedCE", -0.2), ("nnUNetTrainerDBCE", 0.0)):
+        for case in range(30):
+            rows.append({"trainer": trainer, "fold": 0, "case": f"c{case}", "label": "1",
+                         "Dice": 0.6 + 0.01 * case + shift + 0.001 * rng.random()})
+    tests = comparisons(rows, ["nnUNetTrainer", "nnUNetTrainerBalancedCE", "nnUNetTrainerDBCE"], {"1": "organ"})
+    against = {(t["trainer"], t["against"]): t for t in tests}
+    assert set(against) == {("nnUNetTrainerBalancedCE", "nnUNetTrainer"), ("nnUNetTrainerDBCE", "nnUNetTrainer"),
+                            ("nnUNetTrainerDBCE", "nnUNetTrainerBalancedCE")}
+    dbce_vs_balanced = against[("nnUNetTrainerDBCE", "nnUNetTrainerBalancedCE")]
+    assert dbce_vs_balanced["median_difference"] == pytest.approx(0.2, abs=0.002) and dbce_vs_balanced["p_holm"] < 0.05
+    assert against[("nnUNetTrainerDBCE", "nnUNetTrainer")]["p_holm"] > 0.05
+    assert paper_baseline("nnUNetTrainerPMDice_gamma3") == "nnUNetTrainerDiceLoss"
+    assert paper_baseline("nnUNetTrainerPMDiceCE") == "nnUNetTrainer"
+    assert paper_baseline("nnUNetTrainerTopk10Loss") is None
+
+
+def test_study_smoke_run_records_and_resume(preprocessed_dataset, nnunet_env, tmp_path):
+    """One tiny trainer, one fold, through the study script: records agree with nnU-Net's own validation,
+    a second call reuses the record instead of training again, other settings are refused, and the report
+    is made again from the records alone."""
+    out, work = tmp_path / "study", tmp_path / "work"
     command = [sys.executable, str(SCRIPTS / "study.py"), str(DATASET_ID), "-c", "2d", "-tr",
                "nnUNetTrainerDBCE_tiny", "-f", "0", "--epochs", "1", "--iterations", "2", "--val-iterations", "1",
-               "--batch-size", "2", "-o", str(out)]
+               "--batch-size", "2", "--features", "8", "--disable-tta", "-o", str(out), "--work", str(work)]
     first = run_cli(command, nnunet_env)
-    assert "Study plans: nnUNetPlans_bs2" in first.stdout and "training" in first.stdout
-    run = out / "nnUNet_results" / preprocessed_dataset.name / "nnUNetTrainerDBCE_tiny__nnUNetPlans_bs2__2d" / "fold_0"
+    assert "Study plans: nnUNetPlans_bs2_f8" in first.stdout and "training" in first.stdout
+    run = work / "nnUNet_results" / preprocessed_dataset.name / "nnUNetTrainerDBCE_tiny__nnUNetPlans_bs2_f8__2d" \
+        / "fold_0"
     summary = json.loads((run / "validation" / "summary.json").read_text())
-    with open(out / "results.csv") as handle:
+    with open(out / "runs" / "nnUNetTrainerDBCE_tiny__fold0.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 2 * len(summary["metric_per_case"])  # labels spot and blob, every validation case
     for row in rows:
         case = next(c for c in summary["metric_per_case"] if Path(c["reference_file"]).name == f"{row['case']}.png")
-        assert float(row["dice"]) == pytest.approx(case["metrics"][row["label"]]["Dice"], nan_ok=True)
-    table = (out / "results.md").read_text()
-    assert "nnUNetTrainerDBCE_tiny" in table and "python scripts/study.py 991" in table
-    for png in ("metrics.png", "curves.png"):
+        assert float(row["Dice"]) == pytest.approx(case["metrics"][row["label"]]["Dice"], nan_ok=True)
+    record = json.loads((out / "runs" / "nnUNetTrainerDBCE_tiny__fold0.json").read_text())
+    assert len(record["curves"]["train_losses"]) == 1 and record["minutes"] > 0
+    assert "DBCE_tiny" in (out / "results.md").read_text()
+    for png in ("metrics.png", "size.png", "curves.png"):
         assert Image.open(out / png).size[0] > 100
     checkpoint_time = (run / "checkpoint_final.pth").stat().st_mtime
     second = run_cli(command, nnunet_env)
-    assert "finished before, reusing" in second.stdout
+    assert "recorded before, reusing" in second.stdout
     assert (run / "checkpoint_final.pth").stat().st_mtime == checkpoint_time
-    other = subprocess.run([*command[:-6], "--epochs", "2", *command[-6:]], env=nnunet_env, capture_output=True,
-                           text=True)
+    other = subprocess.run([*command[:command.index("--epochs")], "--epochs", "2",
+                            *command[command.index("--epochs") + 2:]], env=nnunet_env, capture_output=True, text=True)
     assert other.returncode != 0 and "holds a study with other settings (epochs: 1 -> 2)" in other.stderr
+    shutil.rmtree(work)  # a new machine: only the records are left
+    (out / "results.md").unlink()
+    run_cli([sys.executable, str(SCRIPTS / "study.py"), str(DATASET_ID), "--report-only", "-o", str(out)],
+            nnunet_env)
+    assert "DBCE_tiny" in (out / "results.md").read_text()
 
 
 def test_inspector_writes_the_training_weight_map(preprocessed_dataset, nnunet_env, tmp_path):
@@ -135,11 +217,12 @@ def test_kvasir_conversion(tmp_path):
     (source / "images").mkdir(parents=True)
     (source / "masks").mkdir()
     rng = np.random.default_rng(0)
+    masks = {"a": (rng.random((16, 16)) > 0.7).astype(np.uint8), "b": (rng.random((16, 16)) > 0.5).astype(np.uint8)}
     for case in ("a", "b"):
         Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(source / "images" / f"{case}.jpg")
-        Image.fromarray((rng.random((16, 16)) > 0.7).astype(np.uint8)).save(source / "masks" / f"{case}.png")
-    command = [sys.executable, str(SCRIPTS / "convert_kvasir.py"), "--source", str(source), "--raw",
-               str(tmp_path / "raw"), "--id", "777"]
+    Image.fromarray(masks["a"]).save(source / "masks" / "a.png")  # 0/1 PNG
+    Image.fromarray(masks["b"] * 255).save(source / "masks" / "b.jpg", quality=60)  # the official JPEG masks
+    command = [CONVERT_KVASIR, "--source", str(source), "--raw", str(tmp_path / "raw"), "--id", "777"]
     subprocess.run(command, check=True, capture_output=True)
     target = tmp_path / "raw" / "Dataset777_KvasirSEG"
     dataset_json = json.loads((target / "dataset.json").read_text())
@@ -147,8 +230,14 @@ def test_kvasir_conversion(tmp_path):
     for case in ("a", "b"):
         np.testing.assert_array_equal(np.asarray(Image.open(target / "imagesTr" / f"{case}_0000.png")),
                                       np.asarray(Image.open(source / "images" / f"{case}.jpg").convert("RGB")))
-        np.testing.assert_array_equal(np.asarray(Image.open(target / "labelsTr" / f"{case}.png")),
-                                      np.asarray(Image.open(source / "masks" / f"{case}.png")))
-    Image.fromarray(np.full((16, 16), 255, np.uint8)).save(source / "masks" / "b.png")
+    np.testing.assert_array_equal(np.asarray(Image.open(target / "labelsTr" / "a.png")), masks["a"])
+    jpeg_mask = np.asarray(Image.open(target / "labelsTr" / "b.png"))
+    assert set(np.unique(jpeg_mask)) == {0, 1} and (jpeg_mask == masks["b"]).mean() > 0.9
+    subprocess.run([*command, "--size", "8"], check=True, capture_output=True)
+    small_image = np.asarray(Image.open(target / "imagesTr" / "a_0000.png"), dtype=float)
+    full_image = np.asarray(Image.open(source / "images" / "a.jpg").convert("RGB"), dtype=float)
+    np.testing.assert_allclose(small_image, full_image.reshape(8, 2, 8, 2, 3).mean((1, 3)), atol=1.01)  # 2x2 means, PIL fixed point
+    np.testing.assert_array_equal(np.asarray(Image.open(target / "labelsTr" / "a.png")).shape, (8, 8))
+    Image.fromarray(np.full((16, 16), 7, np.uint8)).save(source / "masks" / "a.png")
     bad = subprocess.run(command, capture_output=True, text=True)
-    assert bad.returncode != 0 and "expected a single-channel 0/1 mask" in bad.stderr
+    assert bad.returncode != 0 and "expected a 0/1 or 0/255 mask" in bad.stderr

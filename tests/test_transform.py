@@ -80,3 +80,15 @@ def test_labels_beyond_the_datasets_are_refused():
     with pytest.raises(ValueError, match="holds label 5, but the dataset's labels go up to 3"):
         DilatedBalancedWeightsTransform(2, max_label=3)(segmentation=segmentation)
     assert "weights" in DilatedBalancedWeightsTransform(2, max_label=5)(segmentation=segmentation)
+
+
+@pytest.mark.parametrize("shape_in, shape_out", [((40, 36), (20, 18)), ((13, 30, 27), (7, 15, 14)),
+                                                 ((13, 30, 27), (13, 8, 4)), ((9, 11), (3, 11)), ((5, 6), (1, 1))])
+def test_sampling_equals_torchs_nearest_exact_interpolation(shape_in, shape_out):
+    """The strided / indexed sampling picks exactly the voxels interpolate(mode='nearest-exact') picks."""
+    from torch.nn.functional import interpolate
+
+    from nnunetv2_dbce.transforms.weight_maps import sample_like_segmentation
+    weight_map = torch.rand((2, *shape_in), generator=torch.Generator().manual_seed(len(shape_in)))
+    expected = interpolate(weight_map[None], list(shape_out), mode="nearest-exact")[0]
+    torch.testing.assert_close(sample_like_segmentation(weight_map, shape_out), expected, rtol=0, atol=0)

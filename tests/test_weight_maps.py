@@ -1,8 +1,12 @@
 """dilated_balanced_weights against the slow scipy/loop reference, plus the rules of DESIGN section 1."""
+import math
+
 import numpy as np
 import pytest
 
-from nnunetv2_dbce import dilated_balanced_weights
+from nnunetv2_dbce import dilated_balanced_weights, weight_maps
+from nnunetv2_dbce.weight_maps import (axis_scale, ball_kernel, dilate_with_distance_transform,
+                                       dilate_with_kernel)
 from reference import ball_structuring_element, reference_weights
 
 
@@ -138,9 +142,9 @@ def test_bad_label_maps_are_refused():
 def test_label_boxes_equal_scipy_find_objects(shape):
     from scipy import ndimage
 
-    from nnunetv2_dbce.weight_maps import PROJECTION_MAX_LABELS, label_boxes
+    from nnunetv2_dbce.weight_maps import PER_LABEL_MAX_LABELS, label_boxes
     for seed in range(5):
-        for num_classes in (3, PROJECTION_MAX_LABELS + 4):
+        for num_classes in (3, PER_LABEL_MAX_LABELS + 4):
             label_map = random_label_map(np.random.default_rng(seed), shape, num_classes, num_blobs=8)
             expected = {label: box for label, box in enumerate(ndimage.find_objects(label_map), start=1) if box}
             assert label_boxes(label_map) == expected
@@ -151,3 +155,27 @@ def test_many_labels_match_reference():
     assert label_map.max() > 8
     np.testing.assert_allclose(dilated_balanced_weights(label_map, 2, ignore_label=15),
                                reference_weights(label_map, 2, ignore_label=15), rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape, spacing", [((31, 27), None), ((19, 25), (1.0, 2.3)), ((9, 17, 14), None),
+                                            ((7, 15, 13), (2.5, 0.9, 1.0)), ((2, 9, 9), None)])
+@pytest.mark.parametrize("radius", [0.5, 1, 2, math.sqrt(8), 3.5, 6])
+def test_opencv_and_distance_transform_dilations_are_identical(shape, spacing, radius):
+    """Both dilation paths are exact: the same voxels on random masks (the kernel path is the fast one for
+    small radii, the distance transform the one for large radii)."""
+    rng = np.random.default_rng(len(shape) * 100 + int(radius * 10))
+    scale = axis_scale(spacing, len(shape))
+    kernel = ball_kernel(float(radius), tuple(scale))
+    for density in (0.02, 0.3):
+        mask = rng.random(shape) < density
+        np.testing.assert_array_equal(dilate_with_kernel(mask, kernel),
+                                      dilate_with_distance_transform(mask, radius, scale))
+
+
+def test_weight_maps_through_the_distance_transform_match_reference(monkeypatch):
+    monkeypatch.setattr(weight_maps, "MAX_KERNEL_WORK", {2: 0, 3: 0})
+    rng = np.random.default_rng(11)
+    for shape, spacing in (((17, 23), None), ((6, 9, 11), (2.0, 1.0, 1.0))):
+        label_map = random_label_map(rng, shape, num_classes=3, ignore_label=9)
+        np.testing.assert_allclose(dilated_balanced_weights(label_map, 2.5, spacing, ignore_label=9),
+                                   reference_weights(label_map, 2.5, spacing, ignore_label=9), rtol=1e-5)

@@ -268,10 +268,11 @@ def fold_values(rows, trainer, label, folds, metric: str) -> list:
             values.append(lesion_scores(*[int(sum(r[k] for r in cases)) for k in
                                           ("ref_lesions", "detected_lesions", "pred_lesions", "tp_lesions")])["F1"])
             continue
+        key = metric
         if metric.startswith("dice_"):
             cases = [r for r in cases if r["size_bin"] == SIZE_NAMES.index(metric[5:])]
-            metric = "Dice"
-        finite = [r[metric] for r in cases if not math.isnan(r[metric])]
+            key = "Dice"
+        finite = [r[key] for r in cases if not math.isnan(r[key])]
         values.append(float(np.mean(finite)) if finite else math.nan)
     return values
 

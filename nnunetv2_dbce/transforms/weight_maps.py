@@ -1,4 +1,5 @@
 """The DBCE weight-map transform for nnU-Net's batchgeneratorsv2 augmentation pipeline."""
+from functools import lru_cache
 from typing import Optional, Sequence
 
 import torch
@@ -8,12 +9,30 @@ from torch.nn.functional import interpolate
 from nnunetv2_dbce.weight_maps import check_radius, dilated_balanced_weights
 
 
+@lru_cache(maxsize=512)
+def nearest_exact_source(size_in: int, size_out: int):
+    """The input index each output index takes when ``interpolate(mode='nearest-exact')`` resizes an axis from
+    ``size_in`` to ``size_out``, read off torch itself (an index ramp through the same call): a ``slice`` when
+    they are evenly spaced (always, for nnU-Net's power-of-two scales of divisible sizes), else an index tensor."""
+    ramp = torch.arange(size_in, dtype=torch.float64)[None, None]
+    source = interpolate(ramp, size=size_out, mode="nearest-exact")[0, 0].long()
+    steps = torch.diff(source)
+    if size_out > 1 and torch.all(steps == steps[0]) and steps[0] > 0:
+        return slice(int(source[0]), int(source[-1]) + 1, int(steps[0]))
+    return source
+
+
 def sample_like_segmentation(weight_map: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
-    """Resample a (1, X, Y[, Z]) weight map to ``shape`` exactly as ``DownsampleSegForDSTransform`` resamples
-    the segmentation (``interpolate(..., mode='nearest-exact')`` to the same size), so both stay aligned."""
-    if tuple(weight_map.shape[1:]) == tuple(shape):
-        return weight_map
-    return interpolate(weight_map[None], list(shape), mode="nearest-exact")[0]
+    """Resample a (K, X, Y[, Z]) map to ``shape`` exactly as ``DownsampleSegForDSTransform`` resamples the
+    segmentation (``interpolate(..., mode='nearest-exact')`` to the same size), so both stay aligned: per axis,
+    the same source voxels, picked by a strided view where possible instead of a call to ``interpolate``."""
+    sampled = weight_map
+    for axis, (size_in, size_out) in enumerate(zip(weight_map.shape[1:], shape), start=1):
+        if size_in != size_out:
+            source = nearest_exact_source(size_in, size_out)
+            sampled = sampled[(slice(None),) * axis + (source,)] if isinstance(source, slice) \
+                else sampled.index_select(axis, source)
+    return sampled
 
 
 class DilatedBalancedWeightsTransform(BasicTransform):
