@@ -224,3 +224,18 @@ def dilated_balanced_weights(label_map, radius, spacing: Optional[Sequence[float
     if ignored is not None:
         np.copyto(weights[ignore_box], 0, where=ignored)
     return weights
+
+
+class DBCEWeightMap:
+    """``dilated_balanced_weights`` with a fixed radius and ignore label, as a picklable map function
+    ``f(labels, spacing)`` for ``VoxelMapTransform``."""
+
+    def __init__(self, radius: float, ignore_label: Optional[int] = None):
+        self.radius = check_radius(radius)
+        self.ignore_label = ignore_label
+
+    def __call__(self, labels: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+        if labels.ndim != len(spacing):
+            raise ValueError(f"DBCE weight maps need a single-channel label map, got labels of shape {labels.shape} "
+                             f"(region-based training is not supported)")
+        return dilated_balanced_weights(labels, self.radius, spacing, self.ignore_label)

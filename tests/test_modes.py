@@ -28,7 +28,7 @@ def test_without_deep_supervision(plans_and_dataset_json, base):
     batch = next(loader_train)
     assert isinstance(batch["target"], torch.Tensor)
     if issubclass(base, nnUNetTrainerDBCE):
-        assert isinstance(batch["weights"], torch.Tensor) and batch["weights"].shape == batch["target"].shape
+        assert isinstance(batch["voxel_map"], torch.Tensor) and batch["voxel_map"].shape == batch["target"].shape
     trainer.on_train_epoch_start()
     assert np.isfinite(trainer.train_step(batch)["loss"])
     trainer.on_validation_epoch_start()
@@ -43,9 +43,9 @@ def with_ignored_stripe(batch, trainer):
     scales = trainer._get_deep_supervision_scales()
     per_sample = [DownsampleSegForDSTransform(scales)._apply_to_segmentation(t) for t in full]
     targets = [torch.stack([sample[k] for sample in per_sample]) for k in range(len(scales))]
-    transform = trainer._weight_map_transform()
-    weights = [transform(segmentation=[sample[k] for k in range(len(scales))])["weights"] for sample in per_sample]
-    return dict(batch, target=targets, weights=[torch.stack([w[k] for w in weights]) for k in range(len(scales))])
+    transform = trainer._voxel_map_transform()
+    weights = [transform(segmentation=[sample[k] for k in range(len(scales))])["voxel_map"] for sample in per_sample]
+    return dict(batch, target=targets, voxel_map=[torch.stack([w[k] for w in weights]) for k in range(len(scales))])
 
 
 @pytest.mark.parametrize("base", [nnUNetTrainerDBCE, nnUNetTrainerDBCEPMDice], ids=lambda c: c.__name__)
@@ -57,12 +57,12 @@ def test_ignored_voxels_are_left_out_by_the_trainers(plans_and_dataset_json, bas
     trainer = make_trainer(base, plans, dict(dataset_json, labels={**dataset_json["labels"], "ignore": 3}))
     trainer.initialize()
     batch = with_ignored_stripe(next(loader_val), trainer)
-    assert torch.all(batch["weights"][0][batch["target"][0] == 3] == 0)
+    assert torch.all(batch["voxel_map"][0][batch["target"][0] == 3] == 0)
     trainer.on_validation_epoch_start()
     with torch.no_grad():
         outputs = trainer.network(batch["data"])
     expected = 0.0  # before validation_step, which overwrites the ignore label in the target for its pseudo Dice
-    for factor, out, target, weights in zip(trainer.loss.weight_factors, outputs, batch["target"], batch["weights"]):
+    for factor, out, target, weights in zip(trainer.loss.weight_factors, outputs, batch["target"], batch["voxel_map"]):
         if factor == 0:
             continue
         labels = target[:, 0].numpy()

@@ -25,7 +25,7 @@ def validation_loss_and_reference(trainer, terms):
     logged = float(trainer.validation_step(batch)["loss"])
     with torch.no_grad():
         outputs = trainer.network(batch["data"])
-    weights = batch.get("weights", [None] * len(outputs))
+    weights = batch.get("voxel_map", [None] * len(outputs))
     expected = sum(factor * terms(out.double(), t, w) for factor, out, t, w in
                    zip(trainer.loss.weight_factors, outputs, batch["target"], weights) if factor != 0)
     return logged, expected

@@ -23,7 +23,7 @@ def test_batches_carry_weights_of_the_augmented_targets(plans_and_dataset_json):
     spacing = trainer.configuration_manager.spacing
     for loader in (loader_train, loader_val):
         batch = next(loader)
-        targets, weights = batch["target"], batch["weights"]
+        targets, weights = batch["target"], batch["voxel_map"]
         assert isinstance(weights, list) and len(weights) == len(targets) > 1
         for scale_target, scale_weights in zip(targets, weights):
             assert scale_weights.shape == scale_target.shape and scale_weights.dtype == torch.float32
@@ -50,7 +50,7 @@ def test_validation_loss_is_deep_supervised_dbce(plans_and_dataset_json):
     with torch.no_grad():
         outputs = trainer.network(batch["data"])
     expected = sum(factor * reference_weighted_ce(out.numpy(), t[:, 0].numpy(), w[:, 0].numpy())
-                   for factor, out, t, w in zip(trainer.loss.weight_factors, outputs, batch["target"], batch["weights"])
+                   for factor, out, t, w in zip(trainer.loss.weight_factors, outputs, batch["target"], batch["voxel_map"])
                    if factor != 0)
     assert float(logged) == pytest.approx(expected, rel=1e-4)
 
@@ -62,20 +62,20 @@ def test_train_step_on_background_only_and_absent_class_batches(plans_and_datase
     batch = next(loader_train)
     trainer.on_train_epoch_start()
     background_only = {"data": batch["data"], "target": [torch.zeros_like(t) for t in batch["target"]],
-                       "weights": [torch.ones_like(w) for w in batch["weights"]]}
+                       "voxel_map": [torch.ones_like(w) for w in batch["voxel_map"]]}
     assert np.isfinite(trainer.train_step(background_only)["loss"])
     one_class = [torch.where(t == 2, 0, t) for t in batch["target"]]
     one_class_batch = {"data": batch["data"], "target": one_class,
-                       "weights": [torch.stack([torch.from_numpy(dilated_balanced_weights(s[0].numpy(), 0))[None]
+                       "voxel_map": [torch.stack([torch.from_numpy(dilated_balanced_weights(s[0].numpy(), 0))[None]
                                                 for s in t]) for t in one_class]}
     assert np.isfinite(trainer.train_step(one_class_batch)["loss"])
     assert all(torch.isfinite(p).all() for p in trainer.network.parameters())
 
 
-def test_batch_without_weights_is_refused(plans_and_dataset_json):
+def test_batch_without_voxel_maps_is_refused(plans_and_dataset_json):
     trainer = make_trainer(nnUNetTrainerDBCE, *plans_and_dataset_json)
     trainer.initialize()
-    with pytest.raises(KeyError, match="weights"):
+    with pytest.raises(KeyError, match="voxel_map"):
         trainer.train_step({"data": torch.zeros(1), "target": [torch.zeros(1)]})
 
 
@@ -85,7 +85,7 @@ def test_ignore_label_reaches_loss_and_transform(plans_and_dataset_json):
     trainer = make_trainer(nnUNetTrainerDBCE, plans, dataset_json)
     trainer.initialize()
     assert trainer.loss.loss.ignore_index == 3
-    assert trainer._weight_map_transform().ignore_label == 3
+    assert trainer._voxel_map_transform().map_function.function.ignore_label == 3
 
 
 def test_region_based_training_is_refused(plans_and_dataset_json):
@@ -105,12 +105,12 @@ def test_bad_radius_is_refused_before_training(plans_and_dataset_json, radius, e
 
 def test_a_failing_sample_in_a_worker_is_raised_in_the_main_process_with_its_case(plans_and_dataset_json,
                                                                                      monkeypatch):
-    import nnunetv2_dbce.transforms.weight_maps as transform_module
+    import nnunetv2_dbce.weight_maps as weight_map_module
 
     def broken(label_map, *args):
         raise ValueError("weight map exploded")
 
-    monkeypatch.setattr(transform_module, "dilated_balanced_weights", broken)  # workers are forked: they see it
+    monkeypatch.setattr(weight_map_module, "dilated_balanced_weights", broken)  # workers are forked: they see it
     monkeypatch.setenv("nnUNet_n_proc_DA", "1")
     trainer = make_trainer(nnUNetTrainerDBCE, *plans_and_dataset_json)
     trainer.initialize()
@@ -127,9 +127,9 @@ def test_a_failing_sample_in_a_worker_is_raised_in_the_main_process_with_its_cas
 
 def test_trainer_checks_labels_against_the_dataset(plans_and_dataset_json):
     plans, dataset_json = plans_and_dataset_json
-    assert make_trainer(nnUNetTrainerDBCE, plans, dataset_json)._weight_map_transform().max_label == 2
+    assert make_trainer(nnUNetTrainerDBCE, plans, dataset_json)._voxel_map_transform().max_label == 2
     with_ignore = dict(dataset_json, labels={**dataset_json["labels"], "ignore": 3})
-    assert make_trainer(nnUNetTrainerDBCE, plans, with_ignore)._weight_map_transform().max_label == 3
+    assert make_trainer(nnUNetTrainerDBCE, plans, with_ignore)._voxel_map_transform().max_label == 3
 
 
 SPAWNED_WORKER_FAILURE = '''

@@ -74,7 +74,7 @@ def checks_worker(rank, init_file, out_folder):
                 sample = transforms(image=torch.from_numpy(np.asarray(data)[:, 0]).float(),
                                     segmentation=torch.from_numpy(np.asarray(seg)[:, 0]).to(torch.int16))
                 return {"data": sample["image"][None], "target": [s[None] for s in sample["segmentation"]],
-                        "weights": [w[None] for w in sample["weights"]]}
+                        "voxel_map": [w[None] for w in sample["voxel_map"]]}
 
             same = batch_of("demo_000")
             validation = trainer.validation_step(same)["loss"]
@@ -92,7 +92,7 @@ def checks_worker(rank, init_file, out_folder):
             everything = gathered((output, target))
             torch.save({
                 "is_ddp": trainer.is_ddp, "batch_size": trainer.batch_size, "ddp_flag": pm_dice.ddp,
-                "network": type(trainer.network).__name__, "weights": [w.clone() for w in same["weights"]],
+                "network": type(trainer.network).__name__, "voxel_map": [w.clone() for w in same["voxel_map"]],
                 "validation": float(validation), "training": float(training), "parameters": parameters,
                 "gathered_term": gathered_term, "local_term": single(output, target).item(),
                 "whole_batch_term": single(torch.cat([o for o, _ in everything]),
@@ -116,7 +116,7 @@ def test_two_gloo_processes_agree_and_gather_dice_sums(preprocessed_dataset, nnu
         assert result["is_ddp"] and result["ddp_flag"] and result["network"] == "DistributedDataParallel"
     assert sum(r["batch_size"] for r in ranks) == planned_batch  # nnU-Net splits the batch over the ranks
     zero, one = ranks
-    for w0, w1 in zip(zero["weights"], one["weights"]):
+    for w0, w1 in zip(zero["voxel_map"], one["voxel_map"]):
         torch.testing.assert_close(w0, w1, rtol=0, atol=0)
     assert zero["validation"] == one["validation"] and zero["training"] == one["training"]
     torch.testing.assert_close(zero["parameters"], one["parameters"])

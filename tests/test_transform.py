@@ -38,7 +38,7 @@ def test_weights_at_every_deep_supervision_scale(shape, ds_scales, spacing):
                                   DilatedBalancedWeightsTransform(3, spacing)])
     out = pipeline(image=torch.zeros((1, *shape)), segmentation=segmentation.clone())
 
-    labels, weights = out["segmentation"], out["weights"]
+    labels, weights = out["segmentation"], out["voxel_map"]
     assert isinstance(weights, list) and len(weights) == len(ds_scales)
     full_labels = segmentation.clamp_min(0)[0].numpy()
     full_weights = dilated_balanced_weights(full_labels, 3, spacing)
@@ -52,16 +52,16 @@ def test_weights_at_every_deep_supervision_scale(shape, ds_scales, spacing):
 def test_without_deep_supervision_weights_are_one_tensor():
     segmentation = random_segmentation((20, 24), seed=5, padding=False)
     out = DilatedBalancedWeightsTransform(2)(image=torch.zeros((1, 20, 24)), segmentation=segmentation)
-    assert isinstance(out["weights"], torch.Tensor) and out["weights"].shape == (1, 20, 24)
-    np.testing.assert_array_equal(out["weights"][0].numpy(), dilated_balanced_weights(segmentation[0].numpy(), 2))
+    assert isinstance(out["voxel_map"], torch.Tensor) and out["voxel_map"].shape == (1, 20, 24)
+    np.testing.assert_array_equal(out["voxel_map"][0].numpy(), dilated_balanced_weights(segmentation[0].numpy(), 2))
 
 
 def test_ignore_label_gets_zero_weight():
     segmentation = random_segmentation((20, 24), seed=6, padding=False)
     segmentation[0, 5:9, 5:9] = 4
     out = DilatedBalancedWeightsTransform(2, ignore_label=4)(segmentation=segmentation)
-    assert torch.all(out["weights"][segmentation == 4] == 0)
-    assert torch.all(out["weights"][segmentation != 4] > 0)
+    assert torch.all(out["voxel_map"][segmentation == 4] == 0)
+    assert torch.all(out["voxel_map"][segmentation != 4] > 0)
 
 
 def test_region_targets_are_refused():
@@ -79,7 +79,7 @@ def test_labels_beyond_the_datasets_are_refused():
     segmentation[0, 0, 0] = 5
     with pytest.raises(ValueError, match="holds label 5, but the dataset's labels go up to 3"):
         DilatedBalancedWeightsTransform(2, max_label=3)(segmentation=segmentation)
-    assert "weights" in DilatedBalancedWeightsTransform(2, max_label=5)(segmentation=segmentation)
+    assert "voxel_map" in DilatedBalancedWeightsTransform(2, max_label=5)(segmentation=segmentation)
 
 
 @pytest.mark.parametrize("shape_in, shape_out", [((40, 36), (20, 18)), ((13, 30, 27), (7, 15, 14)),
@@ -88,7 +88,7 @@ def test_sampling_equals_torchs_nearest_exact_interpolation(shape_in, shape_out)
     """The strided / indexed sampling picks exactly the voxels interpolate(mode='nearest-exact') picks."""
     from torch.nn.functional import interpolate
 
-    from nnunetv2_dbce.transforms.weight_maps import sample_like_segmentation
+    from nnunetv2_dbce.transforms.voxel_map import sample_like_segmentation
     weight_map = torch.rand((2, *shape_in), generator=torch.Generator().manual_seed(len(shape_in)))
     expected = interpolate(weight_map[None], list(shape_out), mode="nearest-exact")[0]
     torch.testing.assert_close(sample_like_segmentation(weight_map, shape_out), expected, rtol=0, atol=0)

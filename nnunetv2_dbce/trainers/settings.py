@@ -5,6 +5,8 @@ class attribute would silently take the class's current value on ``nnUNetv2_trai
 settings are therefore recorded in the trainer's ``my_init_kwargs``, which nnU-Net saves in every
 checkpoint (``init_args``) and restores in ``load_checkpoint``, and compared there.
 """
+import torch
+
 SETTINGS_KEY = "nnunetv2_dbce_loss_settings"
 
 
@@ -14,17 +16,33 @@ def without_trainer(settings: dict) -> dict:
 
 
 class CheckpointedLossSettings:
-    """Mixin for the package's trainers. ``record_loss_settings()`` (called once the settings are
-    validated) puts ``loss_settings()`` into every checkpoint; on loading, a checkpoint of the same
-    trainer brings back the settings it was trained with, a checkpoint of another trainer with other
-    settings is refused."""
+    """Mixin for the package's trainers with loss settings. When the trainer is built the settings are
+    checked (``validate_loss_settings``, before any training) and recorded once in ``my_init_kwargs``, so
+    every checkpoint holds ``loss_settings()``; on loading, a checkpoint of the same trainer brings back the
+    settings it was trained with, a checkpoint of another trainer with other settings is refused. Training
+    states the settings in use, once, on the console and in the log (``describe_loss_settings``)."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.validate_loss_settings()
+        self.my_init_kwargs[SETTINGS_KEY] = self.loss_settings()
+
+    def validate_loss_settings(self) -> None:
+        """Check and normalise the settings; each trainer class checks its own and calls super."""
 
     def loss_settings(self) -> dict:
         """The settings that define this trainer's loss; each trainer class adds its own to this dict."""
         return {"trainer": type(self).__name__}
 
-    def record_loss_settings(self) -> None:
-        self.my_init_kwargs[SETTINGS_KEY] = self.loss_settings()
+    def describe_loss_settings(self) -> list:
+        """Lines stating the settings in use; each trainer class adds its own."""
+        return []
+
+    def on_train_start(self):
+        super().on_train_start()
+        for line in self.describe_loss_settings():
+            self.print_to_log_file(line, also_print_to_console=True)
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:
         current = self.my_init_kwargs[SETTINGS_KEY]

@@ -1,68 +1,69 @@
-"""Carry per-sample weight maps from the augmentation pipeline to ``train_step``.
+"""Carry per-sample voxel maps from the augmentation pipeline to ``train_step``.
 
 Why this exists: ``nnUNetDataLoader.generate_train_batch`` (nnU-Net 2.8) runs the transforms on each
-sample and keeps only ``image`` and ``segmentation``; the ``weights`` our transform adds would be
+sample and keeps only ``image`` and ``segmentation``; the ``voxel_map`` our transform adds would be
 dropped. Instead of copying that long method we wrap the loader's transforms so that each sample's
-``weights`` are set aside, call the original method, and stack them into ``batch['weights']`` the same
-way it stacks the segmentation (one tensor per deep-supervision scale).
+``voxel_map`` is set aside, call the original method, and stack the maps into ``batch['voxel_map']`` the
+same way it stacks the segmentation (one tensor per deep-supervision scale).
 
 ``nnUNetTrainer.get_dataloaders`` builds ``nnUNetDataLoader`` by its module-global name and starts the
-worker processes before returning, so the loader class has to be swapped for the duration of that call
-(``use_weight_map_loader``); the swap is undone on exit and affects nothing else.
+worker processes before returning, so ``VoxelMapDataLoader`` must stand in for that name during the call
+(``voxel_map_loader_in_nnunet``): a plain assignment, undone on exit.
 
 Errors: batchgenerators' workers print an exception and stop, and the main process only learns that a
-worker died. So a sample that fails (a weight map that cannot be made, say) turns into a batch holding
-only ``FAILED_KEY``: the case identifier, the error and its traceback, which the trainer raises in the
-main process (``raise_if_failed``).
+worker died. So a sample that fails (a map that cannot be made, say) turns into a batch holding only
+``FAILED_KEY``: the case identifier, the error and its traceback, which the trainer raises in the main
+process (``raise_if_failed``).
 """
 import importlib
 import traceback
 from contextlib import contextmanager
 from typing import List, Union
-from unittest import mock
 
 import torch
 from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 
+from nnunetv2_dbce.transforms.voxel_map import VOXEL_MAP_KEY
+
 nnunet_trainer_module = importlib.import_module("nnunetv2.training.nnUNetTrainer.nnUNetTrainer")
-WeightMaps = Union[torch.Tensor, List[torch.Tensor]]
+VoxelMaps = Union[torch.Tensor, List[torch.Tensor]]
 FAILED_KEY = "failed"
 
 
-class SetAsideWeights:
-    """Calls the wrapped transforms and moves each sample's ``weights`` out of the returned dict."""
+class SetAsideVoxelMaps:
+    """Calls the wrapped transforms and moves each sample's ``voxel_map`` out of the returned dict."""
 
     def __init__(self, transforms):
         self.transforms = transforms
-        self.set_aside: List[WeightMaps] = []
+        self.set_aside: List[VoxelMaps] = []
 
     def __call__(self, **data_dict) -> dict:
         transformed = self.transforms(**data_dict)
-        if "weights" not in transformed:
-            raise KeyError("the training transforms added no 'weights': DilatedBalancedWeightsTransform must be "
-                           "the last transform of the pipeline")
-        self.set_aside.append(transformed.pop("weights"))
+        if VOXEL_MAP_KEY not in transformed:
+            raise KeyError(f"the training transforms added no '{VOXEL_MAP_KEY}': a VoxelMapTransform must be the last "
+                           f"transform of the pipeline")
+        self.set_aside.append(transformed.pop(VOXEL_MAP_KEY))
         return transformed
 
     def __repr__(self):
         return f"{type(self).__name__}({self.transforms!r})"
 
 
-def stack_weight_maps(per_sample: List[WeightMaps]) -> WeightMaps:
-    """(1, ...) maps of B samples -> (B, 1, ...); lists of per-scale maps -> a list of per-scale batches."""
+def stack_voxel_maps(per_sample: List[VoxelMaps]) -> VoxelMaps:
+    """(K, ...) maps of B samples -> (B, K, ...); lists of per-scale maps -> a list of per-scale batches."""
     if isinstance(per_sample[0], (list, tuple)):
         return [torch.stack(scale) for scale in zip(*per_sample)]
     return torch.stack(per_sample)
 
 
-class WeightMapDataLoader(nnUNetDataLoader):
-    """``nnUNetDataLoader`` whose batches also hold ``weights``, aligned with ``target``."""
+class VoxelMapDataLoader(nnUNetDataLoader):
+    """``nnUNetDataLoader`` whose batches also hold ``voxel_map``, aligned with ``target``."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.transforms is None:
-            raise ValueError("WeightMapDataLoader needs transforms that add 'weights'")
-        self.transforms = SetAsideWeights(self.transforms)
+            raise ValueError(f"VoxelMapDataLoader needs transforms that add '{VOXEL_MAP_KEY}'")
+        self.transforms = SetAsideVoxelMaps(self.transforms)
 
     def get_indices(self):
         self.batch_keys = super().get_indices()
@@ -76,7 +77,7 @@ class WeightMapDataLoader(nnUNetDataLoader):
             case = self.batch_keys[len(self.transforms.set_aside)]  # samples are done in order: the next one failed
             return {FAILED_KEY: f"Preparing the training sample of case '{case}' failed in a data loader "
                                 f"worker: {type(error).__name__}: {error}\n{traceback.format_exc()}"}
-        batch["weights"] = stack_weight_maps(self.transforms.set_aside)
+        batch[VOXEL_MAP_KEY] = stack_voxel_maps(self.transforms.set_aside)
         self.transforms.set_aside.clear()
         return batch
 
@@ -88,7 +89,10 @@ def raise_if_failed(batch: dict) -> None:
 
 
 @contextmanager
-def use_weight_map_loader():
-    """While active, ``nnUNetTrainer.get_dataloaders`` builds ``WeightMapDataLoader``, not ``nnUNetDataLoader``."""
-    with mock.patch.object(nnunet_trainer_module, "nnUNetDataLoader", WeightMapDataLoader):
+def voxel_map_loader_in_nnunet():
+    """While active, ``nnUNetTrainer.get_dataloaders`` builds ``VoxelMapDataLoader``, not ``nnUNetDataLoader``."""
+    nnunet_trainer_module.nnUNetDataLoader = VoxelMapDataLoader
+    try:
         yield
+    finally:
+        nnunet_trainer_module.nnUNetDataLoader = nnUNetDataLoader

@@ -1,0 +1,143 @@
+"""Per-voxel maps made from the augmented label inside nnU-Net's batchgeneratorsv2 pipeline, at every
+deep-supervision scale: the transform behind DBCE's weight maps and any user map."""
+import importlib.util
+import pickle
+import sys
+from functools import lru_cache
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
+from torch.nn.functional import adaptive_avg_pool2d, adaptive_avg_pool3d, interpolate
+
+VOXEL_MAP_KEY = "voxel_map"
+
+
+@lru_cache(maxsize=512)
+def nearest_exact_source(size_in: int, size_out: int):
+    """The input index each output index takes when ``interpolate(mode='nearest-exact')`` resizes an axis from
+    ``size_in`` to ``size_out``, read off torch itself (an index ramp through the same call): a ``slice`` when
+    they are evenly spaced (always, for nnU-Net's power-of-two scales of divisible sizes), else an index tensor."""
+    ramp = torch.arange(size_in, dtype=torch.float64)[None, None]
+    source = interpolate(ramp, size=size_out, mode="nearest-exact")[0, 0].long()
+    steps = torch.diff(source)
+    if size_out > 1 and torch.all(steps == steps[0]) and steps[0] > 0:
+        return slice(int(source[0]), int(source[-1]) + 1, int(steps[0]))
+    return source
+
+
+def sample_like_segmentation(voxel_map: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Resample a (K, X, Y[, Z]) map to ``shape`` exactly as ``DownsampleSegForDSTransform`` resamples the
+    segmentation (``interpolate(..., mode='nearest-exact')`` to the same size), so both stay aligned: per axis,
+    the same source voxels, picked by a strided view where possible instead of a call to ``interpolate``."""
+    sampled = voxel_map
+    for axis, (size_in, size_out) in enumerate(zip(voxel_map.shape[1:], shape), start=1):
+        if size_in != size_out:
+            source = nearest_exact_source(size_in, size_out)
+            sampled = sampled[(slice(None),) * axis + (source,)] if isinstance(source, slice) \
+                else sampled.index_select(axis, source)
+    return sampled
+
+
+def average_to(voxel_map: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """A continuous (K, X, Y[, Z]) map at ``shape``: each voxel the mean of the full-resolution voxels it covers
+    (adaptive average pooling; for nnU-Net's factor-2 scales, the mean of each 2x2(x2) block)."""
+    if tuple(voxel_map.shape[1:]) == tuple(shape):
+        return voxel_map
+    pool = adaptive_avg_pool2d if voxel_map.ndim == 3 else adaptive_avg_pool3d
+    return pool(voxel_map, tuple(shape))
+
+
+class PicklableByFile:
+    """Wraps a map function so that it reaches spawned augmentation workers.
+
+    nnU-Net imports the modules of ``nnUNet_extTrainer`` folders and then drops them from ``sys.modules`` and
+    their folder from ``sys.path``, so pickle cannot find a function defined there by its module name. A
+    function whose module pickle cannot import is pickled as its file and name and loaded from that file.
+    """
+
+    def __init__(self, function: Callable):
+        self.function = function
+
+    def __call__(self, *args, **kwargs):
+        return self.function(*args, **kwargs)
+
+    def __reduce__(self):
+        try:
+            pickle.dumps(self.function)
+        except (pickle.PicklingError, AttributeError, TypeError):
+            code = getattr(self.function, "__code__", None)
+            if code is None or "<locals>" in self.function.__qualname__ or self.function.__name__ == "<lambda>":
+                raise TypeError(f"the voxel map function {self.function!r} must be a module-level function or a "
+                                f"picklable callable object, so that augmentation workers can run it") from None
+            return load_function, (code.co_filename, self.function.__module__, self.function.__qualname__)
+        return PicklableByFile, (self.function,)
+
+
+def load_function(path: str, module_name: str, qualified_name: str) -> PicklableByFile:
+    """The function ``qualified_name`` of the module at ``path`` (imported under ``module_name`` if not loaded)."""
+    module = sys.modules.get(module_name)
+    if module is None or getattr(module, "__file__", None) != path:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    function = module
+    for name in qualified_name.split("."):
+        function = getattr(function, name)
+    return PicklableByFile(function)
+
+
+class VoxelMapTransform(BasicTransform):
+    """Adds ``data_dict['voxel_map']``: ``map_function(labels, spacing)`` of the augmented full-resolution
+    segmentation, as float32 (K, X, Y[, Z]), sampled to every deep-supervision scale.
+
+    Place it last, after nnU-Net's transforms (spatial augmentation, ``RemoveLabelTansform``, regions,
+    ``DownsampleSegForDSTransform``). ``labels`` is the label map (X, Y[, Z]), or for region-based training
+    the (R, X, Y[, Z]) region masks nnU-Net made (the ignore mask last, if the dataset has an ignore label).
+    When ``segmentation`` is a list (one tensor per deep-supervision scale, full resolution first),
+    ``voxel_map`` is a list of the same length, each map with its scale's spatial shape: sampled exactly as
+    nnU-Net samples the segmentation (nearest-exact), or averaged when ``continuous``.
+    """
+
+    def __init__(self, map_function: Callable, spacing: Optional[Sequence[float]] = None, continuous: bool = False,
+                 max_label: Optional[int] = None):
+        """
+        :param map_function: ``f(labels: np.ndarray, spacing: tuple) -> np.ndarray`` of shape (X, Y[, Z]) or
+            (K, X, Y[, Z]); runs in the augmentation workers, so it must be picklable (a module-level function
+            or a picklable callable object).
+        :param spacing: voxel spacing per spatial axis, passed on to ``map_function``; None: all 1.
+        :param continuous: lower scales get block means instead of nnU-Net's nearest-exact sampling.
+        :param max_label: the largest label the dataset defines (ignore label included); a larger one in a
+            label map is an error. None: not checked.
+        """
+        super().__init__()
+        self.map_function = PicklableByFile(map_function)
+        self.spacing = None if spacing is None else tuple(float(s) for s in spacing)
+        self.continuous = continuous
+        self.max_label = max_label
+
+    def apply(self, data_dict: dict, **params) -> dict:
+        segmentation = data_dict["segmentation"]
+        per_scale = isinstance(segmentation, (list, tuple))
+        full_resolution = segmentation[0] if per_scale else segmentation
+        labels = full_resolution.numpy()
+        spatial = labels.shape[1:]
+        if labels.shape[0] == 1:
+            labels = labels[0]
+            if self.max_label is not None and labels.size and labels.max() > self.max_label:
+                raise ValueError(f"the segmentation holds label {labels.max()}, but the dataset's labels go up to "
+                                 f"{self.max_label}")
+        spacing = self.spacing if self.spacing is not None else (1.0,) * len(spatial)
+        voxel_map = np.asarray(self.map_function(labels, spacing), dtype=np.float32)
+        if voxel_map.shape == spatial:
+            voxel_map = voxel_map[None]
+        if voxel_map.ndim != len(spatial) + 1 or voxel_map.shape[1:] != spatial:
+            raise ValueError(f"the voxel map function returned shape {voxel_map.shape} for a patch of shape {spatial}: "
+                             f"expected {spatial} or (K, {', '.join(map(str, spatial))})")
+        voxel_map = torch.from_numpy(voxel_map)
+        resample = average_to if self.continuous else sample_like_segmentation
+        data_dict[VOXEL_MAP_KEY] = [resample(voxel_map, s.shape[1:]) for s in segmentation] if per_scale \
+            else voxel_map
+        return data_dict
