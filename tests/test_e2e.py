@@ -29,6 +29,10 @@ def training_log_with_finite_losses(fold: Path) -> str:
     ("nnUNetTrainerPMDice_tiny", ["PM Dice: gamma [1.5]"]),
     ("nnUNetTrainerPMDiceCE_tiny", ["PM Dice: gamma [2.0]"]),
     ("nnUNetTrainerDBCEPMDice_tiny", ["DBCE: dilation radius 3 voxels", "PM Dice: gamma [2.0]"]),
+    ("nnUNetTrainerAlignedMap_tiny", []),  # a user's map whose loss fails unless aligned at every scale
+    ("nnUNetTrainerProximityCE_tiny", []),  # the README's example
+    ("nnUNetTrainerBoundaryLoss_tiny", ["boundary loss weight alpha 0.01", "boundary loss weight alpha 0.02"]),
+    ("nnUNetTrainerUNetBorderWeightedCE_tiny", []),
 ])
 def test_train_predict_evaluate_on_cpu(trainer, logged, preprocessed_dataset, nnunet_env, tmp_path):
     train = run_cli([nnunet_command("nnUNetv2_train"), str(DATASET_ID), "2d", "0", "-tr", trainer,

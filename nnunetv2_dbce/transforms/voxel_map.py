@@ -1,6 +1,7 @@
 """Per-voxel maps made from the augmented label inside nnU-Net's batchgeneratorsv2 pipeline, at every
 deep-supervision scale: the transform behind DBCE's weight maps and any user map."""
 import importlib.util
+import os
 import pickle
 import sys
 from functools import lru_cache
@@ -82,7 +83,12 @@ def load_function(path: str, module_name: str, qualified_name: str) -> Picklable
         spec = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
-        spec.loader.exec_module(module)
+        folder = os.path.dirname(path)
+        sys.path.insert(0, folder)  # as during nnU-Net's trainer lookup: the file may import its neighbours
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            sys.path.remove(folder)
     function = module
     for name in qualified_name.split("."):
         function = getattr(function, name)

@@ -1,0 +1,71 @@
+"""The boundary loss (Kervadec et al.) and the U-Net's border-weighted cross entropy, on per-voxel maps made
+from the label (``nnunetv2_dbce.voxel_maps``). Plain torch."""
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def annotated_mask(target: torch.Tensor, ignore_index: Optional[int]) -> torch.Tensor:
+    """(B, 1, ...) bool: the voxels whose label is not ``ignore_index``."""
+    return torch.ones_like(target, dtype=torch.bool) if ignore_index is None else target != ignore_index
+
+
+class BoundaryLoss(nn.Module):
+    """``mean_{voxels, foreground classes} softmax(logits)_c * phi_c``, ``phi`` the signed distance maps.
+
+    H. Kervadec et al., *Boundary loss for highly unbalanced segmentation*, MIDL 2019 / Medical Image
+    Analysis 2021. Voxels labelled ``ignore_index`` are left out of the mean.
+    """
+
+    def __init__(self, ignore_index: Optional[int] = None):
+        super().__init__()
+        self.ignore_index = ignore_index
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, distance_maps: torch.Tensor) -> torch.Tensor:
+        """
+        :param logits: (B, C, X, Y[, Z]).
+        :param target: integer labels (B, 1, X, Y[, Z]) (only for the ignore label).
+        :param distance_maps: (B, C - 1, X, Y[, Z]) signed distances of the foreground classes.
+        :return: scalar loss (0 when every voxel is ignored).
+        """
+        if distance_maps.shape[1] != logits.shape[1] - 1 or distance_maps.shape[2:] != logits.shape[2:]:
+            raise ValueError(f"BoundaryLoss expects (B, {logits.shape[1] - 1}, ...) distance maps for logits of shape "
+                             f"{tuple(logits.shape)}, got {tuple(distance_maps.shape)}")
+        probabilities = torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), 1)[:, 1:]
+        kept = annotated_mask(target, self.ignore_index)
+        terms = probabilities * distance_maps.to(probabilities.dtype) * kept
+        return terms.sum() / (kept.sum() * distance_maps.shape[1]).clamp_min(1)
+
+
+class RegionAndBoundaryLoss(nn.Module):
+    """``region(output, target) + alpha * boundary(output, target, distance_maps)``; ``alpha`` is set from
+    outside as training goes (Kervadec et al. raise it linearly)."""
+
+    def __init__(self, region: nn.Module, boundary: BoundaryLoss, alpha: float = 0.01):
+        super().__init__()
+        self.region = region
+        self.boundary = boundary
+        self.alpha = alpha
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, distance_maps: torch.Tensor) -> torch.Tensor:
+        return self.region(logits, target) + self.alpha * self.boundary(logits, target, distance_maps)
+
+
+class BorderWeightedCELoss(nn.Module):
+    """``mean_voxels w * CE``: the U-Net's weighted cross entropy (Ronneberger et al. 2015, the energy
+    ``sum_x w(x) log p(x)`` as a mean over the annotated voxels), ``w`` the border weight map."""
+
+    def __init__(self, ignore_index: Optional[int] = None):
+        super().__init__()
+        self.ignore_index = ignore_index
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """logits (B, C, ...), integer labels and weights (B, 1, ...); returns a scalar."""
+        labels = target[:, 0].long()
+        ignore_index = -100 if self.ignore_index is None else self.ignore_index
+        cross_entropy = F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)), labels,
+                                        reduction="none", ignore_index=ignore_index)
+        kept = annotated_mask(target, self.ignore_index)[:, 0]
+        return (weights[:, 0].to(cross_entropy.dtype) * cross_entropy * kept).sum() / kept.sum().clamp_min(1)

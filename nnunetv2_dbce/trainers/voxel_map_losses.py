@@ -1,0 +1,65 @@
+"""Two losses that nnU-Net users asked for, as instances of the per-voxel map extension point."""
+import torch
+
+from nnunetv2_dbce.losses.boundary import BorderWeightedCELoss, BoundaryLoss, RegionAndBoundaryLoss
+from nnunetv2_dbce.trainers.deep_supervision import innermost, refuse_regions
+from nnunetv2_dbce.trainers.voxel_map import nnUNetTrainerVoxelMap
+from nnunetv2_dbce.voxel_maps import SignedDistanceMaps, UNetBorderWeights
+
+
+class nnUNetTrainerBoundaryLoss(nnUNetTrainerVoxelMap):
+    """nnU-Net's Dice + alpha x boundary loss (Kervadec et al., MIDL 2019 / MedIA 2021).
+
+    Signed distance maps in mm of each foreground class are made in the augmentation workers (continuous
+    maps: averaged at lower deep-supervision scales). ``alpha`` rises linearly: ``boundary_alpha_start`` in
+    the first epoch, ``+ boundary_alpha_step`` per epoch (the paper's 0.01 and 0.01), at most
+    ``boundary_alpha_max`` (1 here, since nnU-Net trains for 1000 epochs). The Dice is nnU-Net's own
+    (batch Dice from the plans, background excluded, ignore label masked).
+    """
+
+    voxel_map_is_continuous = True
+    boundary_alpha_start = 0.01
+    boundary_alpha_step = 0.01
+    boundary_alpha_max = 1.0
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        refuse_regions(self, "the boundary loss here takes softmax outputs over labels")
+
+    def get_voxel_map_function(self) -> SignedDistanceMaps:
+        return SignedDistanceMaps(self.label_manager.num_segmentation_heads)
+
+    def build_voxel_map_loss(self) -> RegionAndBoundaryLoss:
+        dice_only = innermost(super(nnUNetTrainerVoxelMap, self)._build_loss())  # nnU-Net's Dice+CE ...
+        dice_only.weight_ce = 0  # ... as Dice alone, with nnU-Net's handling of the ignore label
+        return RegionAndBoundaryLoss(dice_only, BoundaryLoss(self.label_manager.ignore_label),
+                                     self.boundary_alpha(0))
+
+    def boundary_alpha(self, epoch: int) -> float:
+        return min(self.boundary_alpha_max, self.boundary_alpha_start + self.boundary_alpha_step * epoch)
+
+    def on_train_epoch_start(self):
+        innermost(self.loss).alpha = self.boundary_alpha(self.current_epoch)
+        self.print_to_log_file(f"boundary loss weight alpha {innermost(self.loss).alpha:.4g}")
+        super().on_train_epoch_start()
+
+
+class nnUNetTrainerUNetBorderWeightedCE(nnUNetTrainerVoxelMap):
+    """Cross entropy weighted by Ronneberger et al.'s U-Net border weights (MICCAI 2015): class balancing plus
+    ``w0 * exp(-(d1 + d2)^2 / (2 sigma^2))`` between objects (``border_w0 = 10``, ``border_sigma = 5`` voxels of
+    the finest axis, as in the paper)."""
+
+    border_w0 = 10.0
+    border_sigma = 5.0
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        refuse_regions(self, "U-Net border weights need one label per voxel")
+
+    def get_voxel_map_function(self) -> UNetBorderWeights:
+        return UNetBorderWeights(self.border_w0, self.border_sigma, self.label_manager.ignore_label)
+
+    def build_voxel_map_loss(self) -> BorderWeightedCELoss:
+        return BorderWeightedCELoss(self.label_manager.ignore_label)

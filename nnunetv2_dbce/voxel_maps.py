@@ -1,0 +1,96 @@
+"""Per-voxel maps for two classic losses, as picklable map functions ``f(labels, spacing)`` for
+``VoxelMapTransform``: signed distance maps (boundary loss) and U-Net border weights. numpy / scipy / edt.
+"""
+import math
+from typing import Optional, Sequence
+
+import edt
+import numpy as np
+from scipy import ndimage
+
+from nnunetv2_dbce.weight_maps import as_label_map, dilated_balanced_weights
+
+
+def signed_distance_maps(label_map: np.ndarray, num_classes: int, spacing: Sequence[float]) -> np.ndarray:
+    """Signed distance to each foreground class's boundary, in the units of ``spacing`` (mm), float32
+    (num_classes - 1, X, Y[, Z]).
+
+    Kervadec et al.'s convention (``one_hot2dist`` of LIVIAETS/boundary-loss, MONAI's ``BoundaryLoss``),
+    in physical units: outside class ``c``, the distance to its nearest voxel; inside, minus (the distance to
+    the nearest voxel outside it, less one voxel of the finest axis), so the class's own border voxels
+    get 0. A class absent from the patch, or filling it, gets zeros (no boundary).
+    """
+    label_map = as_label_map(label_map)
+    spacing = tuple(float(s) for s in spacing)
+    maps = np.zeros((num_classes - 1, *label_map.shape), np.float32)
+    for c in range(1, num_classes):
+        inside = label_map == c
+        if not inside.any() or inside.all():
+            continue
+        outside_distance = edt.edt((~inside).view(np.uint8), anisotropy=spacing, black_border=False, parallel=1)
+        inside_distance = edt.edt(inside.view(np.uint8), anisotropy=spacing, black_border=False, parallel=1)
+        maps[c - 1] = outside_distance - (inside_distance - min(spacing)) * inside
+    return maps
+
+
+class SignedDistanceMaps:
+    """``signed_distance_maps`` with a fixed number of classes, as a map function ``f(labels, spacing)``."""
+
+    def __init__(self, num_classes: int):
+        self.num_classes = num_classes
+
+    def __call__(self, labels: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+        return signed_distance_maps(labels, self.num_classes, spacing)
+
+
+def unet_border_weights(label_map: np.ndarray, spacing: Optional[Sequence[float]] = None, w0: float = 10.0,
+                        sigma: float = 5.0, ignore_label: Optional[int] = None) -> np.ndarray:
+    """Ronneberger et al.'s U-Net weight map, float32 of the shape of ``label_map``:
+    ``w(x) = w_c(x) + w0 * exp(-(d1(x) + d2(x))**2 / (2 sigma**2))``.
+
+    ``w_c`` balances the class frequencies (the inverse-frequency weights of balanced CE,
+    ``dilated_balanced_weights`` with R = 0); ``d1``, ``d2`` are the distances to the nearest and second-nearest
+    object, objects being the connected components (full connectivity) of the foreground (labels > 0 other
+    than the ignore label); distances and ``sigma`` in voxels of the finest axis (physical ratios on
+    anisotropic grids). With fewer than two objects there is no border term. Each object's distances are
+    computed within ``6 sigma`` of it: beyond, the term is below ``w0 * exp(-18)`` (1.5e-8 w0) and left out.
+    Ignored voxels weigh 0.
+
+    O. Ronneberger, P. Fischer, T. Brox, *U-Net: Convolutional Networks for Biomedical Image Segmentation*,
+    MICCAI 2015 (w0 = 10, sigma = 5 pixels).
+    """
+    label_map = as_label_map(label_map, ignore_label)
+    scale = np.ones(label_map.ndim) if spacing is None else np.asarray(spacing, float) / min(spacing)
+    weights = dilated_balanced_weights(label_map, 0, spacing, ignore_label)
+    foreground = label_map > 0
+    if ignore_label is not None:
+        foreground &= label_map != ignore_label
+    objects, count = ndimage.label(foreground, ndimage.generate_binary_structure(label_map.ndim, label_map.ndim))
+    if count < 2:
+        return weights
+    cutoff = 6 * sigma
+    nearest = np.full(label_map.shape, np.inf, np.float32)
+    second = np.full(label_map.shape, np.inf, np.float32)
+    reach = np.ceil(cutoff / scale).astype(int)
+    for index, box in enumerate(ndimage.find_objects(objects), start=1):
+        grown = tuple(slice(max(s.start - r, 0), min(s.stop + r, n)) for s, r, n in zip(box, reach, label_map.shape))
+        distance = edt.edt((objects[grown] != index).view(np.uint8), anisotropy=tuple(scale), black_border=False,
+                           parallel=1)
+        distance[distance > cutoff] = np.inf
+        second[grown] = np.minimum(second[grown], np.maximum(nearest[grown], distance))
+        nearest[grown] = np.minimum(nearest[grown], distance)
+    border = w0 * np.exp(-np.square(nearest + second) / (2 * sigma ** 2))
+    border[weights == 0] = 0  # ignored voxels
+    return (weights + border).astype(np.float32)
+
+
+class UNetBorderWeights:
+    """``unet_border_weights`` with fixed settings, as a map function ``f(labels, spacing)``."""
+
+    def __init__(self, w0: float = 10.0, sigma: float = 5.0, ignore_label: Optional[int] = None):
+        if not (w0 >= 0 and sigma > 0 and math.isfinite(w0) and math.isfinite(sigma)):
+            raise ValueError(f"U-Net border weights need finite w0 >= 0 and sigma > 0, got {w0}, {sigma}")
+        self.w0, self.sigma, self.ignore_label = w0, sigma, ignore_label
+
+    def __call__(self, labels: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+        return unet_border_weights(labels, spacing, self.w0, self.sigma, self.ignore_label)
