@@ -5,13 +5,14 @@ are found by ``nnUNetv2_train -tr <name>``. ``nnUNetTrainerVoxelMap`` (the per-v
 is importable from here too, lazily, so that importing the losses never imports nnU-Net.
 """
 from nnunetv2_dbce.losses import (BorderWeightedCELoss, BoundaryLoss, DBCEAndPMDiceLoss, DBCELoss, FocalLoss,
-                                  FocalTverskyLoss, PMDiceLoss, RegionAndBoundaryLoss)
+                                  FocalTverskyLoss, PMDiceLoss, RegionAndBoundaryLoss, RegionDBCELoss)
 from nnunetv2_dbce.transforms import DilatedBalancedWeightsTransform, VoxelMapTransform
-from nnunetv2_dbce.weight_maps import dilated_balanced_weights
+from nnunetv2_dbce.weight_maps import dilated_balanced_weights, region_weights
 
 __all__ = ["BorderWeightedCELoss", "BoundaryLoss", "DBCEAndPMDiceLoss", "DBCELoss", "DilatedBalancedWeightsTransform",
-           "FocalLoss", "FocalTverskyLoss", "PMDiceLoss", "RegionAndBoundaryLoss", "VoxelMapTransform",
-           "dilated_balanced_weights", "nnUNetTrainerVoxelMap"]
+           "FocalLoss", "FocalTverskyLoss", "PMDiceLoss", "RegionAndBoundaryLoss", "RegionDBCELoss",
+           "VoxelMapTransform",
+           "dilated_balanced_weights", "nnUNetTrainerVoxelMap", "region_weights"]
 
 
 def __getattr__(name):

@@ -227,15 +227,40 @@ def dilated_balanced_weights(label_map, radius, spacing: Optional[Sequence[float
 
 
 class DBCEWeightMap:
-    """``dilated_balanced_weights`` with a fixed radius and ignore label, as a picklable map function
-    ``f(labels, spacing)`` for ``VoxelMapTransform``."""
+    """DBCE weight maps with a fixed radius, as a picklable map function ``f(labels, spacing)`` for
+    ``VoxelMapTransform``.
+
+    ``labels`` is a label map (X, Y[, Z]) -> (X, Y[, Z]) weights, or, for region-based training, nnU-Net's
+    (R, X, Y[, Z]) region masks -> (R, X, Y[, Z]): each region channel weighted as a binary problem (the region
+    against the rest, dilated and balanced within that channel). With ``ignore_label`` set, the last region
+    channel is nnU-Net's ignore mask: its voxels are left out of every region's counts and weigh 0.
+    """
 
     def __init__(self, radius: float, ignore_label: Optional[int] = None):
         self.radius = check_radius(radius)
         self.ignore_label = ignore_label
 
     def __call__(self, labels: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
-        if labels.ndim != len(spacing):
-            raise ValueError(f"DBCE weight maps need a single-channel label map, got labels of shape {labels.shape} "
-                             f"(region-based training is not supported)")
-        return dilated_balanced_weights(labels, self.radius, spacing, self.ignore_label)
+        if labels.ndim == len(spacing):
+            return dilated_balanced_weights(labels, self.radius, spacing, self.ignore_label)
+        return region_weights(labels, self.radius, spacing, self.ignore_label is not None)
+
+
+def region_weights(regions: np.ndarray, radius: float, spacing: Optional[Sequence[float]] = None,
+                   ignore_channel: bool = False) -> np.ndarray:
+    """DBCE weights of each region channel of (R, X, Y[, Z]) binary masks, as a binary label map of its own.
+
+    :param ignore_channel: the last channel marks ignored voxels (nnU-Net's layout with an ignore label);
+        it gets no map, and its voxels weigh 0 in every region.
+    :return: float32 (R, X, Y[, Z]), R without the ignore channel.
+    """
+    regions = np.asarray(regions)
+    masks = regions[:-1] if ignore_channel else regions
+    ignored = regions[-1].astype(bool) if ignore_channel else None
+    weights = np.empty(masks.shape, np.float32)
+    for channel, mask in enumerate(masks):
+        binary = mask.astype(np.uint8)
+        if ignored is not None:
+            binary[ignored] = 2
+        weights[channel] = dilated_balanced_weights(binary, radius, spacing, 2 if ignored is not None else None)
+    return weights

@@ -135,9 +135,9 @@ def test_3d_lowres_then_cascade(preprocessed_3d_dataset, nnunet_env, tmp_path):
 REGION_DATASET_ID = 992
 
 
-def test_region_based_dataset_through_the_cli(nnunet_env, tmp_path):
-    """A region-based dataset (overlapping regions 'spot or blob' and 'blob', sigmoid outputs): PM Dice + CE
-    trains, predicts and evaluates; DBCE is refused up front with the reason."""
+@pytest.fixture(scope="module")
+def region_dataset(nnunet_env):
+    """A region-based dataset (overlapping regions 'spot or blob' and 'blob', sigmoid outputs), preprocessed."""
     folder = write_synthetic_dataset(Path(nnunet_env["nnUNet_raw"]), REGION_DATASET_ID, num_train=8, num_test=2,
                                      size=48)
     dataset_json = json.loads((folder / "dataset.json").read_text())
@@ -145,25 +145,34 @@ def test_region_based_dataset_through_the_cli(nnunet_env, tmp_path):
     (folder / "dataset.json").write_text(json.dumps(dataset_json))
     run_cli([nnunet_command("nnUNetv2_plan_and_preprocess"), "-d", str(REGION_DATASET_ID), "-c", "2d", "-np", "1"],
             nnunet_env)
+    return folder
 
-    trainer = "nnUNetTrainerPMDiceCE_tiny"
+
+@pytest.mark.parametrize("trainer, logged", [
+    ("nnUNetTrainerPMDiceCE_tiny", "PM Dice: gamma [2.0]"),
+    ("nnUNetTrainerDBCE_tiny", "DBCE: dilation radius 3 voxels"),
+    ("nnUNetTrainerBalancedCE_tiny", "DBCE: dilation radius 0 voxels"),
+    ("nnUNetTrainerDBCEPMDice_tiny", "DBCE: dilation radius 3 voxels"),
+])
+def test_region_based_dataset_through_the_cli(trainer, logged, region_dataset, nnunet_env, tmp_path):
+    """Each trainer trains and validates on regions (nnU-Net evaluates per region), predicts label maps, and
+    the predictions are evaluated per region by nnUNetv2_dbce_evaluate."""
     run_cli([nnunet_command("nnUNetv2_train"), str(REGION_DATASET_ID), "2d", "0", "-tr", trainer, "-device", "cpu"],
             nnunet_env)
-    fold = Path(nnunet_env["nnUNet_results"]) / folder.name / f"{trainer}__nnUNetPlans__2d" / "fold_0"
-    assert "PM Dice: gamma [2.0]" in training_log_with_finite_losses(fold)
+    fold = Path(nnunet_env["nnUNet_results"]) / region_dataset.name / f"{trainer}__nnUNetPlans__2d" / "fold_0"
+    assert logged in training_log_with_finite_losses(fold)
     summary = json.loads((fold / "validation" / "summary.json").read_text())
     assert set(summary["mean"]) == {"(1, 2)", "2"}  # nnU-Net evaluates regions, not labels
 
     predictions = tmp_path / "predictions"
-    run_cli([nnunet_command("nnUNetv2_predict"), "-i", str(folder / "imagesTs"), "-o", str(predictions), "-d",
-             str(REGION_DATASET_ID), "-c", "2d", "-f", "0", "-tr", trainer, "-device", "cpu", "-npp", "1", "-nps",
-             "1"], nnunet_env)
+    run_cli([nnunet_command("nnUNetv2_predict"), "-i", str(region_dataset / "imagesTs"), "-o", str(predictions),
+             "-d", str(REGION_DATASET_ID), "-c", "2d", "-f", "0", "-tr", trainer, "-device", "cpu", "-npp", "1",
+             "-nps", "1"], nnunet_env)
     for prediction in predictions.glob("*.png"):
         assert set(np.unique(np.asarray(Image.open(prediction)))) <= {0, 1, 2}
     assert len(list(predictions.glob("*.png"))) == 2
-
-    refused = subprocess.run([nnunet_command("nnUNetv2_train"), str(REGION_DATASET_ID), "2d", "0", "-tr",
-                              "nnUNetTrainerDBCE_tiny", "-device", "cpu"], env=nnunet_env, capture_output=True,
-                             text=True, timeout=300)
-    assert refused.returncode != 0
-    assert "nnUNetTrainerDBCE_tiny does not support region-based training" in refused.stderr
+    run_cli([nnunet_command("nnUNetv2_dbce_evaluate"), str(region_dataset / "labelsTs"), str(predictions),
+             "-djfile", str(region_dataset / "dataset.json"), "-o", str(tmp_path / "evaluation.json"), "-np", "1"],
+            nnunet_env)
+    evaluation = json.loads((tmp_path / "evaluation.json").read_text())
+    assert set(evaluation["lesion_wise"]) == {"(1, 2)", "2"} and len(evaluation["metric_per_case"]) == 2

@@ -100,7 +100,9 @@ def test_evaluator_matches_nnunet_and_brute_force(folders):
 def test_regions_are_evaluated_as_nnunet_does(folders):
     dataset_json = {"labels": {"background": 0, "whole": [1, 2], "lesion": 2}, "regions_class_order": [1, 2],
                     "file_ending": ".nii.gz", "channel_names": {"0": "x"}}
-    summary = evaluate_folder(folders / "gt", folders / "pred", dataset_json, num_processes=1, progress=False)
+    summary = evaluate_folder(folders / "gt", folders / "pred", dataset_json, folders / "regions.json",
+                              num_processes=1, progress=False)
+    assert set(json.loads((folders / "regions.json").read_text())["lesion_wise"]) == {"(1, 2)", "2"}
     case = summary["metric_per_case"][0]
     reference = sitk.GetArrayFromImage(sitk.ReadImage(case["reference_file"]))
     prediction = sitk.GetArrayFromImage(sitk.ReadImage(case["prediction_file"]))

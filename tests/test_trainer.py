@@ -88,14 +88,6 @@ def test_ignore_label_reaches_loss_and_transform(plans_and_dataset_json):
     assert trainer._voxel_map_transform().map_function.function.ignore_label == 3
 
 
-def test_region_based_training_is_refused(plans_and_dataset_json):
-    plans, dataset_json = plans_and_dataset_json
-    regions = dict(dataset_json, labels={"background": 0, "spot_or_blob": [1, 2], "blob": 2},
-                   regions_class_order=[1, 2])
-    with pytest.raises(ValueError, match="region-based training"):
-        make_trainer(nnUNetTrainerDBCE, plans, regions)
-
-
 @pytest.mark.parametrize("radius, error", [(-2, ValueError), ("big", TypeError), (float("nan"), ValueError)])
 def test_bad_radius_is_refused_before_training(plans_and_dataset_json, radius, error):
     bad = type("nnUNetTrainerDBCE_bad", (nnUNetTrainerDBCE,), {"dilation_radius": radius})

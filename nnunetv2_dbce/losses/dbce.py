@@ -37,3 +37,35 @@ class DBCELoss(nn.Module):
         if self.ignore_index is not None:
             weights = weights * (labels != self.ignore_index)
         return (weights * cross_entropy).sum() / weights.sum().clamp_min(torch.finfo(weights.dtype).tiny)
+
+
+class RegionDBCELoss(nn.Module):
+    """DBCE for region-based training (sigmoid outputs): ``sum_{r,i} w[r,i] BCE[r,i] / sum_{r,i} w[r,i]`` over
+    region channels and voxels, ``w`` the per-channel weight maps of ``region_weights``.
+
+    With ``ignore_channel`` the target's last channel is nnU-Net's ignore mask (its layout for datasets with an
+    ignore label): those voxels are left out of both sums.
+    """
+
+    def __init__(self, ignore_channel: bool = False):
+        super().__init__()
+        self.ignore_channel = ignore_channel
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """
+        :param logits: (B, R, X, Y[, Z]).
+        :param target: (B, R, ...) region masks, or (B, R + 1, ...) with the ignore mask last.
+        :param weights: (B, R, ...).
+        :return: scalar loss.
+        """
+        regions = target[:, :-1] if self.ignore_channel else target
+        if regions.shape != logits.shape or weights.shape != logits.shape:
+            raise ValueError(f"RegionDBCELoss expects region targets and weights of shape {tuple(logits.shape)}"
+                             f"{' (+1 ignore channel in the target)' if self.ignore_channel else ''}, got "
+                             f"{tuple(target.shape)} and {tuple(weights.shape)}")
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        bce = F.binary_cross_entropy_with_logits(logits, regions.to(logits.dtype), reduction="none")
+        weights = weights.to(bce.dtype)
+        if self.ignore_channel:
+            weights = weights * (target[:, -1:] == 0)
+        return (weights * bce).sum() / weights.sum().clamp_min(torch.finfo(weights.dtype).tiny)

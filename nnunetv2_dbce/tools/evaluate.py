@@ -137,7 +137,7 @@ def evaluate_folder(gt_folder, pred_folder, dataset_json: dict, output_file=None
     :param output_file: ``.json`` summary to write (and a ``.csv`` next to it); None: nothing written.
     :return: the summary (labels as ints, regions as tuples).
     """
-    from nnunetv2.evaluation.evaluate_predictions import save_summary_json
+    from nnunetv2.evaluation.evaluate_predictions import label_or_region_to_key, save_summary_json
     from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
     from nnunetv2.utilities.json_export import recursive_fix_for_json_export
     from nnunetv2.utilities.label_handling.label_handling import LabelManager
@@ -165,7 +165,9 @@ def evaluate_folder(gt_folder, pred_folder, dataset_json: dict, output_file=None
         output_file = Path(output_file)
         if output_file.suffix != ".json":
             raise SystemExit(f"the output file must end with .json, got {output_file}")
-        save_summary_json(summary, str(output_file))  # nnU-Net's: label / region keys as strings
+        keyed = {part: {label_or_region_to_key(k): v for k, v in summary[part].items()}
+                 for part in ("lesion_wise", "dice_by_size")}
+        save_summary_json({**summary, **keyed}, str(output_file))  # nnU-Net's: label / region keys as strings
         with open(output_file.with_suffix(".csv"), "w", newline="") as handle:
             writer = csv.DictWriter(handle, ["case", "label", *CASE_METRICS])
             writer.writeheader()

@@ -1,6 +1,5 @@
 """nnU-Net trainers that train with DBCE. Everything but the loss (and the weight maps it needs) is nnU-Net's."""
-from nnunetv2_dbce.losses.dbce import DBCELoss
-from nnunetv2_dbce.trainers.deep_supervision import refuse_regions
+from nnunetv2_dbce.losses.dbce import DBCELoss, RegionDBCELoss
 from nnunetv2_dbce.trainers.settings import CheckpointedLossSettings
 from nnunetv2_dbce.trainers.voxel_map import nnUNetTrainerVoxelMap
 from nnunetv2_dbce.weight_maps import DBCEWeightMap, check_radius
@@ -10,8 +9,9 @@ class nnUNetTrainerDBCE(CheckpointedLossSettings, nnUNetTrainerVoxelMap):
     """Dilated balanced cross entropy alone, dilation radius ``dilation_radius`` voxels of the finest axis.
 
     A voxel-map trainer: the DBCE weight map of each augmented patch is made in nnU-Net's augmentation
-    workers and reaches the loss at every deep-supervision scale. Subclass and set ``dilation_radius`` for
-    another radius; the class name names the results folder.
+    workers and reaches the loss at every deep-supervision scale. Region-based datasets: one weight map per
+    region channel (the region against the rest) and a weighted BCE (``RegionDBCELoss``). Subclass and set
+    ``dilation_radius`` for another radius; the class name names the results folder.
     """
 
     dilation_radius: float = 5
@@ -19,7 +19,6 @@ class nnUNetTrainerDBCE(CheckpointedLossSettings, nnUNetTrainerVoxelMap):
     def validate_loss_settings(self) -> None:
         super().validate_loss_settings()
         self.dilation_radius = check_radius(self.dilation_radius)
-        refuse_regions(self, "DBCE needs one label per voxel")
 
     def loss_settings(self) -> dict:
         return {**super().loss_settings(), "dilation_radius": self.dilation_radius}
@@ -31,8 +30,12 @@ class nnUNetTrainerDBCE(CheckpointedLossSettings, nnUNetTrainerVoxelMap):
     def get_voxel_map_function(self) -> DBCEWeightMap:
         return DBCEWeightMap(self.dilation_radius, self.label_manager.ignore_label)
 
-    def build_voxel_map_loss(self) -> DBCELoss:
-        return DBCELoss(ignore_index=self.label_manager.ignore_label)
+    def build_voxel_map_loss(self):
+        """DBCE over labels, or over region channels (sigmoid outputs) for region-based datasets."""
+        labels = self.label_manager
+        if labels.has_regions:
+            return RegionDBCELoss(ignore_channel=labels.ignore_label is not None)
+        return DBCELoss(labels.ignore_label)
 
 
 class nnUNetTrainerBalancedCE(nnUNetTrainerDBCE):

@@ -68,7 +68,8 @@ class nnUNetTrainerPMDice_gamma3(nnUNetTrainerPMDice):
 
 class nnUNetTrainerDBCEPMDice(PMDiceGamma, nnUNetTrainerDBCE):
     """DBCE (class imbalance) + PM Dice (difficulty imbalance), weighted 1:1, PM Dice on nnU-Net's Dice settings
-    (batch Dice from the plans, background excluded, smoothing 1e-5)."""
+    (batch Dice from the plans, background excluded for labels, included for regions, smoothing 1e-5)."""
 
     def build_voxel_map_loss(self) -> DBCEAndPMDiceLoss:
-        return DBCEAndPMDiceLoss(self.build_pm_dice(), self.label_manager.ignore_label)
+        return DBCEAndPMDiceLoss(self.build_pm_dice(), self.label_manager.ignore_label,
+                                 regions=self.label_manager.has_regions)

@@ -5,8 +5,8 @@ import os
 
 import torch
 
-from nnunetv2_dbce.trainers import nnUNetTrainerDBCE, nnUNetTrainerDBCEPMDice, nnUNetTrainerPMDice, \
-    nnUNetTrainerPMDiceCE
+from nnunetv2_dbce.trainers import nnUNetTrainerBalancedCE, nnUNetTrainerDBCE, nnUNetTrainerDBCEPMDice, \
+    nnUNetTrainerPMDice, nnUNetTrainerPMDiceCE
 
 
 class FewIterations:
@@ -35,3 +35,7 @@ class nnUNetTrainerPMDiceCE_tiny(FewIterations, nnUNetTrainerPMDiceCE):
 
 class nnUNetTrainerDBCEPMDice_tiny(FewIterations, nnUNetTrainerDBCEPMDice):
     dilation_radius = 3
+
+
+class nnUNetTrainerBalancedCE_tiny(FewIterations, nnUNetTrainerBalancedCE):
+    pass
