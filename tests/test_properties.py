@@ -10,7 +10,8 @@ from hypothesis.extra.numpy import arrays
 from nnunetv2_dbce import DBCEAndPMDiceLoss, DBCELoss, PMDiceLoss, dilated_balanced_weights
 from reference import reference_pm_dice, reference_weights
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: the same examples on every run, so that the suite's outcome never depends on chance
+SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite

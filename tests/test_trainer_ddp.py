@@ -83,9 +83,14 @@ def checks_worker(rank, init_file, out_folder):
 
             own = batch_of(f"demo_00{rank + 1}")
             pm_dice = innermost(trainer.loss).pm_dice
-            with torch.no_grad():
-                output = trainer.network(own["data"])[0]
             target = own["target"][0]
+            # outputs chosen, not trained, so that the check below does not depend on chance: rank 0 predicts
+            # class 2 exactly and class 1 as background, rank 1 the other way round. Each rank alone: one class
+            # right, one wrong (PM Dice ~0.5); both together: each class wrong where it counts (~1)
+            labels = target[:, 0].long()
+            predicted = torch.where(labels == 2 - rank, labels, 0)
+            output = 20 * torch.nn.functional.one_hot(predicted, trainer.label_manager.num_segmentation_heads) \
+                .movedim(-1, 1).float() - 10
             gathered_term = pm_dice(output, target).item()
             single = PMDiceLoss(pm_dice.apply_nonlin, pm_dice.gamma, pm_dice.batch_dice, pm_dice.do_bg,
                                 pm_dice.smooth, ddp=False)
@@ -121,8 +126,10 @@ def test_two_gloo_processes_agree_and_gather_dice_sums(preprocessed_dataset, nnu
     assert zero["validation"] == one["validation"] and zero["training"] == one["training"]
     torch.testing.assert_close(zero["parameters"], one["parameters"])
     for result in ranks:
+        assert result["local_term"] == pytest.approx(0.5, abs=0.01)
         assert result["gathered_term"] == pytest.approx(result["whole_batch_term"], rel=1e-5)
-        assert result["gathered_term"] != pytest.approx(result["local_term"], rel=1e-3)
+        assert result["gathered_term"] > 0.9  # not the rank's own value: the sums came from both ranks
+    assert zero["gathered_term"] == pytest.approx(one["gathered_term"], rel=1e-6)
 
 
 def training_worker(rank, init_file):
