@@ -5,10 +5,12 @@ Installed next to ``nnunetv2_dbce`` and run by ``nnunetv2_dbce.pth``, so ``nnUNe
 listed in the environment variable ``nnUNet_extTrainer`` (separated by ``os.pathsep``); we append
 our shim folder and keep the user's own entries first, so their trainers still win on a name clash.
 This runs in every Python process of the environment: it must stay cheap and must never raise.
+``nnUNetv2_dbce_autoload=0`` in the environment switches it off.
 """
 import os
 
 ENV_VAR = "nnUNet_extTrainer"
+SWITCH = "nnUNetv2_dbce_autoload"  # set to 0 to turn the hook off (stock nnU-Net behaviour)
 
 
 def trainer_folder():
@@ -25,7 +27,10 @@ def trainer_folder():
 
 
 def register(environ=os.environ):
-    """Append our trainer folder to ``environ[nnUNet_extTrainer]`` unless it is already listed."""
+    """Append our trainer folder to ``environ[nnUNet_extTrainer]`` unless it is already listed or the hook is
+    switched off (``nnUNetv2_dbce_autoload=0``)."""
+    if environ.get(SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
+        return
     folder = trainer_folder()
     if folder is None:
         return

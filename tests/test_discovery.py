@@ -28,7 +28,7 @@ def test_package_trainers_are_found_with_nothing_set():
     names = nnunetv2_dbce.trainers.__all__
     found = look_up(names, {})
     assert found == {name: getattr(nnunetv2_dbce.trainers, name).__module__ for name in names}
-    assert set(found.values()) == {"nnunetv2_dbce.trainers.dbce", "nnunetv2_dbce.trainers.pm_dice"}
+    assert all(module.startswith("nnunetv2_dbce.trainers.") for module in found.values())
 
 
 def test_user_trainer_folder_keeps_working_beside_ours():
@@ -46,6 +46,16 @@ def test_register_appends_once_after_the_users_entries():
     nnunetv2_dbce_autoload.register(environ)
     nnunetv2_dbce_autoload.register(environ)
     assert environ["nnUNet_extTrainer"].split(os.pathsep) == ["/my/trainers", "/more/trainers", ours]
+
+
+def test_the_hook_can_be_switched_off():
+    environ = {"nnUNet_extTrainer": "/my/trainers", "nnUNetv2_dbce_autoload": "0"}
+    nnunetv2_dbce_autoload.register(environ)
+    assert environ["nnUNet_extTrainer"] == "/my/trainers"
+    env = {k: v for k, v in os.environ.items() if k != "nnUNet_extTrainer"}
+    result = subprocess.run([sys.executable, "-c", "import os; print(os.environ.get('nnUNet_extTrainer'))"],
+                            env=dict(env, nnUNetv2_dbce_autoload="0"), capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "None"
 
 
 @pytest.mark.parametrize("name", ["nnUNetTrainerDBCE_nope"])

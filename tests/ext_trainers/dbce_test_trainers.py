@@ -4,6 +4,7 @@ test changes the epochs and the radius between runs through TINY_EPOCHS and TINY
 import os
 
 import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunetv2_dbce.trainers import nnUNetTrainerBalancedCE, nnUNetTrainerDBCE, nnUNetTrainerDBCEPMDice, \
     nnUNetTrainerPMDice, nnUNetTrainerPMDiceCE
@@ -39,3 +40,7 @@ class nnUNetTrainerDBCEPMDice_tiny(FewIterations, nnUNetTrainerDBCEPMDice):
 
 class nnUNetTrainerBalancedCE_tiny(FewIterations, nnUNetTrainerBalancedCE):
     pass
+
+
+class nnUNetTrainer_tiny(FewIterations, nnUNetTrainer):
+    """nnU-Net's default trainer (Dice+CE), with as few iterations as the others."""
