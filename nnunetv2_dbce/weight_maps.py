@@ -1,4 +1,4 @@
-"""DBCE weight maps: DESIGN section 1, steps 1-3. numpy / scipy / edt only, no torch, no nnU-Net.
+"""DBCE weight maps (docs/losses.md). numpy / OpenCV / scipy / edt only, no torch, no nnU-Net.
 
 A foreground class ``c`` present in the patch is dilated with a ball of radius ``R`` (voxels of the
 finest axis; on anisotropic grids a ball in physical space) into ``D_c``. With ``N`` the number of
@@ -183,6 +183,18 @@ def dilated_balanced_weights(label_map, radius, spacing: Optional[Sequence[float
     :param spacing: voxel spacing per axis (any unit); None means isotropic.
     :param ignore_label: label (> 0) whose voxels are left out of every count and get weight 0.
     :return: float32 weights, same shape as ``label_map``.
+
+    Raises:
+        ValueError, TypeError: a radius that is negative, NaN, infinite or not a number; a label map that is not
+            2D or 3D integer labels, or a spacing that is not one positive value per axis.
+
+    Example::
+
+        label_map = np.zeros((64, 64), np.int16); label_map[30:34, 30:34] = 1
+        weights = dilated_balanced_weights(label_map, radius=3)   # the class and a 3-pixel band share one weight
+
+    S. M. Hosseini, M. Soleymani Baghshah, *Dilated Balanced Cross Entropy Loss for Medical Image
+    Segmentation*, arXiv:2412.06045, 2024.
     """
     label_map = as_label_map(label_map, ignore_label)
     radius = check_radius(radius)

@@ -1,4 +1,4 @@
-"""All of DESIGN section 4's speed and memory measurements in one run, each as ratios against nnU-Net's
+"""All speed and memory measurements of docs/measurements.md in one run, each as ratios against nnU-Net's
 own components on the same inputs:
 
 1. weight maps vs nnU-Net's default training transforms (``benchmark_weight_maps.py``, CPU, one thread),

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nnunetv2_dbce.demo import nnunet_command, write_synthetic_dataset
+from nnunetv2_dbce.tools.nnunet import nnunet_command
+from nnunetv2_dbce.tools.synthetic import write_synthetic_dataset
 
 TRAINERS = ["nnUNetTrainer", "nnUNetTrainerDBCE", "nnUNetTrainerPMDice", "nnUNetTrainerPMDiceCE",
             "nnUNetTrainerDBCEPMDice"]

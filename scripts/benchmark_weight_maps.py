@@ -6,12 +6,13 @@ trainer sets them up: rotation +-180 degrees in 2D and +-30 in 3D, mirroring on 
 enlarged by ``get_patch_size`` exactly as its data loader does, one deep-supervision scale per pooling of
 the U-Net nnU-Net plans for the patch. The weight-map figure is ``DilatedBalancedWeightsTransform`` on the
 augmented patch, all deep-supervision scales together. ``--dilation`` prints the cost of the two exact
-dilations (OpenCV kernel, distance transform) that set ``MAX_KERNEL_WORK``.
+dilations (OpenCV kernel, distance transform) that set ``MAX_KERNEL_WORK``; ``--voxel-maps`` adds rows for the
+two packaged per-voxel maps (the boundary loss's signed distances, the U-Net border weights) on the same samples.
 
 A second part plots the cost of ``dilated_balanced_weights`` alone against patch size and radius
 (structures scaled with the patch) to ``--plot``.
 
-    python scripts/benchmark_weight_maps.py [--cases 2D] [--dilation] [--plot docs/weight_map_cost.png]
+    python scripts/benchmark_weight_maps.py [--cases 2D] [--voxel-maps] [--dilation] [--plot docs/weight_map_cost.png]
 """
 import argparse
 import os
@@ -28,7 +29,8 @@ from nnunetv2.training.data_augmentation.compute_initial_patch_size import get_p
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from nnunetv2_dbce import DilatedBalancedWeightsTransform, dilated_balanced_weights  # noqa: E402
+from nnunetv2_dbce import DilatedBalancedWeightsTransform, VoxelMapTransform, dilated_balanced_weights  # noqa: E402
+from nnunetv2_dbce.voxel_maps import SignedDistanceMaps, UNetBorderWeights  # noqa: E402
 
 
 def synthetic_labels(shape, structures, seed=0):
@@ -64,6 +66,20 @@ CASES = {
     "2D 512^2, 3 organ-sized (radii 90, 60, 50)": dict(patch=(512, 512), structures=[(1, 90), (2, 60), (3, 50)]),
     "2D 256^2, 2 small (radii 10, 6)": dict(patch=(256, 256), structures=[(1, 10), (2, 6)]),
 }
+
+
+# the scipy row takes ~80 s per sample with 120 classes: measured once (before the OpenCV kernels), then skipped
+NAIVE_MAX_CLASSES = 20
+
+
+def map_transforms(radii, num_classes, voxel_maps):
+    """(row label, transform) pairs: DBCE at each radius, then the two packaged per-voxel maps when asked."""
+    rows = [(f"weight maps, R = {radius:g}", DilatedBalancedWeightsTransform(radius)) for radius in radii]
+    if voxel_maps:
+        rows += [("boundary loss: signed distances", VoxelMapTransform(SignedDistanceMaps(num_classes + 1),
+                                                                        continuous=True)),
+                 ("U-Net border weights (w0 10, sigma 5)", VoxelMapTransform(UNetBorderWeights()))]
+    return rows
 
 
 def naive_weight_maps(label_map: np.ndarray, radius: float) -> None:
@@ -150,6 +166,8 @@ def main():
     parser.add_argument("--radii", type=float, nargs="+", default=[5, 10])
     parser.add_argument("--cases", nargs="+", help="substrings of the case names to run (default: all)")
     parser.add_argument("--naive-repeats", type=int, default=3, help="samples for the scipy binary_dilation row")
+    parser.add_argument("--voxel-maps", action="store_true",
+                        help="also time the boundary loss's distance maps and the U-Net border weights")
     parser.add_argument("--dilation", action="store_true", help="print the OpenCV / distance transform crossover")
     parser.add_argument("--plot", type=Path, default=None, help="also write the cost-vs-size-and-radius plot here")
     args = parser.parse_args()
@@ -183,17 +201,15 @@ def main():
                 augmented.append(transforms(**sample))
                 nnunet_times.append(time.perf_counter() - start)
             print(f"{name}: nnU-Net default training transforms  {summary(nnunet_times)}")
-            for radius in args.radii:
-                weight_transform = DilatedBalancedWeightsTransform(radius)
+            for label, transform in map_transforms(args.radii, len(case["structures"]), args.voxel_maps):
                 times = []
                 for sample in augmented:
                     start = time.perf_counter()
-                    weight_transform(segmentation=sample["segmentation"])
+                    transform(segmentation=sample["segmentation"])
                     times.append(time.perf_counter() - start)
                 ratio = np.mean(times) / np.mean(nnunet_times)
-                print(f"{name}: weight maps, R = {radius:<4g}               {summary(times)}"
-                      f"  = {100 * ratio:5.1f} % of the transforms")
-            if args.naive_repeats == 0:
+                print(f"{name}: {label:<38s} {summary(times)}  = {100 * ratio:5.1f} % of the transforms")
+            if args.naive_repeats == 0 or len(case["structures"]) > NAIVE_MAX_CLASSES:
                 print()
                 continue
             times = []
@@ -201,7 +217,7 @@ def main():
                 start = time.perf_counter()
                 naive_weight_maps(sample["segmentation"][0][0].numpy(), args.radii[0])
                 times.append(time.perf_counter() - start)
-            print(f"{name}: naive scipy dilation, R = {args.radii[0]:<4g}      {summary(times)}"
+            print(f"{name}: {f'naive scipy dilation, R = {args.radii[0]:g}':<38s} {summary(times)}"
                   f"  = {100 * np.mean(times) / np.mean(nnunet_times):5.0f} % (dilation alone)")
         print()
     if args.plot is not None:

@@ -1,26 +1,13 @@
 """Shared fixtures: a tiny generated 2D dataset, planned and preprocessed once by nnU-Net's own CLI."""
 import json
 import os
-import subprocess
-from copy import deepcopy
 from pathlib import Path
 
 import pytest
-import torch
 
-from nnunetv2_dbce.demo import nnunet_command, write_synthetic_dataset
-
-TESTS = Path(__file__).parent
-USER_TRAINER_FOLDER = TESTS / "ext_trainers"
-DATASET_ID = 991
-
-
-def run_cli(command, env, timeout=900):
-    """Run an nnU-Net console script; on failure show the end of its output."""
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"{' '.join(map(str, command))} failed:\n{result.stdout[-4000:]}\n" \
-                                   f"{result.stderr[-4000:]}"
-    return result
+from helpers import DATASET_3D_ID, DATASET_ID, USER_TRAINER_FOLDER, run_cli
+from nnunetv2_dbce.tools.nnunet import nnunet_command
+from nnunetv2_dbce.tools.synthetic import write_synthetic_dataset
 
 
 @pytest.fixture(scope="session")
@@ -54,16 +41,6 @@ def plans_and_dataset_json(preprocessed_dataset, nnunet_env, monkeypatch):
     plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())
     dataset_json = json.loads((preprocessed / "dataset.json").read_text())
     return plans, dataset_json
-
-
-def make_trainer(trainer_class, plans, dataset_json, fold=0):
-    """A CPU trainer of the 2d configuration, built the way nnUNetv2_train builds it."""
-    plans = deepcopy(plans)
-    plans["continue_training"] = False
-    return trainer_class(plans, "2d", fold, dataset_json, torch.device("cpu"))
-
-
-DATASET_3D_ID = 993
 
 
 @pytest.fixture(scope="session")

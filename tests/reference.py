@@ -22,7 +22,7 @@ def ball_structuring_element(radius: float, spacing=None, ndim: int = 2) -> np.n
 
 
 def reference_weights(label_map: np.ndarray, radius: float, spacing=None, ignore_label=None) -> np.ndarray:
-    """DESIGN section 1 steps 1-3, with scipy's binary_dilation and a loop over voxels."""
+    """The weights of docs/losses.md, with scipy's binary_dilation and a loop over voxels."""
     valid = np.ones(label_map.shape, bool) if ignore_label is None else label_map != ignore_label
     n = int(valid.sum())
     classes = sorted(int(c) for c in np.unique(label_map[valid]) if c != 0)
@@ -67,7 +67,7 @@ def reference_weighted_ce(logits: np.ndarray, labels: np.ndarray, weights: np.nd
 
 def reference_pm_dice(probabilities: np.ndarray, onehot: np.ndarray, gamma, batch_dice: bool, do_bg: bool,
                       smooth: float, mask: np.ndarray = None) -> float:
-    """DESIGN's PM Dice with loops over voxels; probabilities/onehot (B, C, ...), mask (B, ...) or None."""
+    """PM Dice as docs/losses.md defines it, with loops over voxels; probabilities/onehot (B, C, ...), mask (B, ...) or None."""
     batch, classes = probabilities.shape[:2]
     gammas = [gamma] * classes if np.ndim(gamma) == 0 else list(gamma)
     groups = [list(range(batch))] if batch_dice else [[b] for b in range(batch)]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import DATASET_ID, run_cli
-from nnunetv2_dbce.demo import nnunet_command
+from helpers import DATASET_ID, run_cli
+from nnunetv2_dbce.tools.nnunet import nnunet_command
 
 pytestmark = pytest.mark.e2e
 TRAINERS = ("nnUNetTrainerDBCE_tiny", "nnUNetTrainer_tiny")

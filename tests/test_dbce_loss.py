@@ -1,5 +1,4 @@
 """DBCELoss value and gradient against a hand-written weighted CE."""
-import numpy as np
 import pytest
 import torch
 

@@ -7,7 +7,7 @@ import nnunetv2_dbce_autoload
 import pytest
 
 import nnunetv2_dbce.trainers
-from conftest import USER_TRAINER_FOLDER
+from helpers import USER_TRAINER_FOLDER
 
 LOOKUP = ("import sys; from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as find; "
           "[print(name, find(name).__module__) for name in sys.argv[1:]]")

@@ -2,7 +2,6 @@
 import json
 import math
 import re
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import DATASET_3D_ID, DATASET_ID, run_cli
-from nnunetv2_dbce.demo import nnunet_command, write_synthetic_dataset
+from helpers import DATASET_3D_ID, DATASET_ID, run_cli
+from nnunetv2_dbce.tools.nnunet import nnunet_command
+from nnunetv2_dbce.tools.synthetic import write_synthetic_dataset
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +30,7 @@ def training_log_with_finite_losses(fold: Path) -> str:
     ("nnUNetTrainerPMDiceCE_tiny", ["PM Dice: gamma [2.0]"]),
     ("nnUNetTrainerDBCEPMDice_tiny", ["DBCE: dilation radius 3 voxels", "PM Dice: gamma [2.0]"]),
     ("nnUNetTrainerAlignedMap_tiny", []),  # a user's map whose loss fails unless aligned at every scale
-    ("nnUNetTrainerProximityCE_tiny", []),  # the README's example
+    ("nnUNetTrainerProximityCE_tiny", []),  # the example in docs/voxel_maps.md
     ("nnUNetTrainerBoundaryLoss_tiny", ["boundary loss weight alpha 0.01", "boundary loss weight alpha 0.02"]),
     ("nnUNetTrainerUNetBorderWeightedCE_tiny", []),
 ])

@@ -7,7 +7,7 @@ import torch
 from monai.losses import FocalLoss as MonaiFocalLoss
 from monai.losses import TverskyLoss as MonaiTverskyLoss
 
-from conftest import make_trainer
+from helpers import make_trainer
 from nnunetv2_dbce import FocalLoss, FocalTverskyLoss
 from nnunetv2_dbce.trainers import nnUNetTrainerFocalLoss, nnUNetTrainerFocalTversky
 

@@ -7,7 +7,7 @@ from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import Dow
 from nnunetv2_dbce import DBCELoss, PMDiceLoss
 from nnunetv2_dbce.trainers import nnUNetTrainerDBCE, nnUNetTrainerDBCEPMDice, nnUNetTrainerPMDice, \
     nnUNetTrainerPMDiceCE
-from conftest import make_trainer
+from helpers import make_trainer
 from reference import reference_pm_dice, reference_weighted_ce
 
 ALL_TRAINERS = [nnUNetTrainerDBCE, nnUNetTrainerPMDice, nnUNetTrainerPMDiceCE, nnUNetTrainerDBCEPMDice]

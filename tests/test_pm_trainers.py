@@ -6,7 +6,7 @@ from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss, DC_and_CE_lo
 
 from nnunetv2_dbce import DBCEAndPMDiceLoss, PMDiceLoss
 from nnunetv2_dbce.trainers import nnUNetTrainerDBCEPMDice, nnUNetTrainerPMDice, nnUNetTrainerPMDiceCE
-from conftest import make_trainer
+from helpers import make_trainer
 from reference import reference_pm_dice, reference_weighted_ce
 
 REGIONS = {"labels": {"background": 0, "spot_or_blob": [1, 2], "blob": 2}, "regions_class_order": [1, 2]}
@@ -80,12 +80,6 @@ def test_region_based_training_uses_sigmoid_pm_dice(plans_and_dataset_json, trai
     assert batch["target"][0].shape[1] == 2  # one channel per region
     trainer.on_train_epoch_start()
     assert np.isfinite(trainer.train_step(batch)["loss"])
-
-
-def test_dbce_pm_dice_refuses_regions(plans_and_dataset_json):
-    plans, dataset_json = plans_and_dataset_json
-    with pytest.raises(ValueError, match="region-based training"):
-        make_trainer(nnUNetTrainerDBCEPMDice, plans, dict(dataset_json, **REGIONS))
 
 
 @pytest.mark.parametrize("gamma, error, message", [(-1.0, ValueError, ">= 0"), ("high", TypeError, "number"),

@@ -68,7 +68,7 @@ def test_pm_dice_is_in_unit_interval_and_matches_the_reference(gammas, batch_dic
 
 
 def awkward_targets():
-    """(name, target (B, 1, X, Y), ignore label) for the cases DESIGN section 4 names."""
+    """(name, target (B, 1, X, Y), ignore label) for the edge cases: background only, a class absent, a single voxel, all ignored."""
     background = torch.zeros((2, 1, 8, 8), dtype=torch.long)
     absent_class = background.clone()
     absent_class[:, :, 2:5, 2:5] = 1  # class 2 of 3 absent from the whole batch

@@ -9,7 +9,7 @@ from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import Dow
 from batchgeneratorsv2.transforms.utils.seg_to_regions import ConvertSegmentationToRegionsTransform
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 
-from conftest import make_trainer
+from helpers import make_trainer
 from nnunetv2_dbce import DBCEAndPMDiceLoss, DilatedBalancedWeightsTransform, PMDiceLoss, RegionDBCELoss, region_weights
 from nnunetv2_dbce.trainers import nnUNetTrainerBalancedCE, nnUNetTrainerDBCE, nnUNetTrainerDBCEPMDice
 from reference import reference_pm_dice, reference_weights

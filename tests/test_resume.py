@@ -4,7 +4,7 @@ import pytest
 
 from nnunetv2_dbce.trainers import nnUNetTrainerDBCE, nnUNetTrainerDBCEPMDice, nnUNetTrainerPMDice
 from nnunetv2_dbce.trainers.settings import SETTINGS_KEY
-from conftest import make_trainer
+from helpers import make_trainer
 
 
 def saved_checkpoint(trainer_class, plans_and_dataset_json, path):

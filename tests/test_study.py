@@ -12,15 +12,15 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from conftest import DATASET_ID, run_cli
+from helpers import DATASET_ID, run_cli
 from reference import reference_surface_metrics
 from nnunetv2_dbce.tools.plans import derive_small_plans
-from nnunetv2_dbce.tools.study import add_size_bins, comparisons, label_names, metrics_table, paper_baseline
+from nnunetv2_dbce.tools.study import add_size_bins, comparisons, label_names, metrics_table, paper_baselines
 from nnunetv2_dbce.tools.surface_metrics import surface_distances
 from nnunetv2_dbce.weight_maps import dilated_balanced_weights
 
-SCRIPTS = Path(__file__).parents[1] / "scripts"
-CONVERT_KVASIR = str(Path(sys.executable).with_name("nnUNetv2_dbce_convert_kvasir"))
+STUDY, INSPECT, CONVERT_KVASIR = (str(Path(sys.executable).with_name(f"nnUNetv2_dbce_{name}"))
+                                  for name in ("study", "inspect", "convert_kvasir"))
 
 
 @pytest.mark.parametrize("shape, spacing", [((10, 13, 9), (2.5, 0.8, 1.1)), ((1, 17, 15), (999.0, 1.0, 0.7))])
@@ -153,9 +153,10 @@ def test_comparisons_pair_cases_against_dice_ce_and_the_papers_baseline():
     dbce_vs_balanced = against[("nnUNetTrainerDBCE", "nnUNetTrainerBalancedCE")]
     assert dbce_vs_balanced["median_difference"] == pytest.approx(0.2, abs=0.002) and dbce_vs_balanced["p_holm"] < 0.05
     assert against[("nnUNetTrainerDBCE", "nnUNetTrainer")]["p_holm"] > 0.05
-    assert paper_baseline("nnUNetTrainerPMDice_gamma3") == "nnUNetTrainerDiceLoss"
-    assert paper_baseline("nnUNetTrainerPMDiceCE") == "nnUNetTrainer"
-    assert paper_baseline("nnUNetTrainerTopk10Loss") is None
+    assert paper_baselines("nnUNetTrainerDBCE_R3") == ("nnUNetTrainerBalancedCE", "nnUNetTrainerCELoss")
+    assert paper_baselines("nnUNetTrainerPMDice_gamma3")[0] == "nnUNetTrainerDiceLoss"
+    assert "nnUNetTrainerFocalLoss" in paper_baselines("nnUNetTrainerPMDice")
+    assert paper_baselines("nnUNetTrainerPMDiceCE") == () and paper_baselines("nnUNetTrainerTopk10Loss") == ()
 
 
 def test_study_smoke_run_records_and_resume(preprocessed_dataset, nnunet_env, tmp_path):
@@ -163,7 +164,7 @@ def test_study_smoke_run_records_and_resume(preprocessed_dataset, nnunet_env, tm
     a second call reuses the record instead of training again, other settings are refused, and the report
     is made again from the records alone."""
     out, work = tmp_path / "study", tmp_path / "work"
-    command = [sys.executable, str(SCRIPTS / "study.py"), str(DATASET_ID), "-c", "2d", "-tr",
+    command = [STUDY, str(DATASET_ID), "-c", "2d", "-tr",
                "nnUNetTrainerDBCE_tiny", "-f", "0", "--epochs", "1", "--iterations", "2", "--val-iterations", "1",
                "--batch-size", "2", "--features", "8", "--disable-tta", "-o", str(out), "--work", str(work)]
     first = run_cli(command, nnunet_env)
@@ -191,7 +192,7 @@ def test_study_smoke_run_records_and_resume(preprocessed_dataset, nnunet_env, tm
     assert other.returncode != 0 and "holds a study with other settings (epochs: 1 -> 2)" in other.stderr
     shutil.rmtree(work)  # a new machine: only the records are left
     (out / "results.md").unlink()
-    run_cli([sys.executable, str(SCRIPTS / "study.py"), str(DATASET_ID), "--report-only", "-o", str(out)],
+    run_cli([STUDY, str(DATASET_ID), "--report-only", "-o", str(out)],
             nnunet_env)
     assert "DBCE_tiny" in (out / "results.md").read_text()
 
@@ -199,7 +200,7 @@ def test_study_smoke_run_records_and_resume(preprocessed_dataset, nnunet_env, tm
 def test_inspector_writes_the_training_weight_map(preprocessed_dataset, nnunet_env, tmp_path):
     import SimpleITK as sitk
     case = "demo_000"
-    run_cli([sys.executable, str(SCRIPTS / "inspect_weight_map.py"), str(DATASET_ID), case, "-r", "0", "3",
+    run_cli([INSPECT, str(DATASET_ID), case, "-r", "0", "3",
              "-o", str(tmp_path)], nnunet_env)
     label_map = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / f"{case}_label.nii.gz")))
     for radius in (0, 3):
@@ -207,7 +208,7 @@ def test_inspector_writes_the_training_weight_map(preprocessed_dataset, nnunet_e
         np.testing.assert_allclose(weights[0], dilated_balanced_weights(label_map[0], radius), rtol=1e-6)
     assert set(np.unique(label_map)) == {0, 1, 2}
     assert Image.open(tmp_path / f"{case}_weight_map.png").size[0] > 300
-    missing = subprocess.run([sys.executable, str(SCRIPTS / "inspect_weight_map.py"), str(DATASET_ID), "nope",
+    missing = subprocess.run([INSPECT, str(DATASET_ID), "nope",
                               "-o", str(tmp_path)], env=nnunet_env, capture_output=True, text=True)
     assert missing.returncode != 0 and "case 'nope' is not in" in missing.stderr
 

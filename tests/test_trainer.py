@@ -12,7 +12,7 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 
 from nnunetv2_dbce import DBCELoss, dilated_balanced_weights
 from nnunetv2_dbce.trainers import nnUNetTrainerBalancedCE, nnUNetTrainerDBCE
-from conftest import make_trainer
+from helpers import make_trainer
 from reference import reference_weighted_ce
 
 
@@ -159,3 +159,34 @@ def test_a_failing_sample_in_a_spawned_worker_is_raised_with_its_case(plans_and_
                              str(tmp_path / "dataset.json")], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(r"(?s)RAISED Preparing the training sample of case 'demo_\d+' failed.*label", result.stdout)
+
+
+UNCAUGHT_WORKER_FAILURE = '''
+import json, sys
+import torch
+from nnunetv2_dbce.trainers import nnUNetTrainerDBCE
+
+plans, dataset_json = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+plans["continue_training"] = False
+dataset_json["labels"] = {"background": 0, "spot": 1}  # the data also hold label 2 ('blob')
+trainer = nnUNetTrainerDBCE(plans, "2d", 0, dataset_json, torch.device("cpu"))
+trainer.num_epochs = 1
+trainer.run_training()
+'''
+
+
+def test_the_cause_is_the_last_thing_printed(plans_and_dataset_json, tmp_path):
+    """A failing sample stops nnU-Net's own training loop with the cause last on the screen: the augmentation
+    workers are stopped first, so their threads do not report 'background workers are no longer alive' after it."""
+    plans, dataset_json = plans_and_dataset_json
+    for name, content in (("plans.json", plans), ("dataset.json", dataset_json)):
+        (tmp_path / name).write_text(json.dumps(content))
+    (tmp_path / "uncaught.py").write_text(UNCAUGHT_WORKER_FAILURE)
+    result = subprocess.run([sys.executable, str(tmp_path / "uncaught.py"), str(tmp_path / "plans.json"),
+                             str(tmp_path / "dataset.json")], env=dict(os.environ, nnUNet_n_proc_DA="2"),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line == "ValueError: the segmentation holds label 2, but the dataset's labels go up to 1", \
+        result.stderr[-2000:]
+    assert "no longer alive" not in result.stderr

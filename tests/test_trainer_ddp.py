@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from conftest import DATASET_ID
+from helpers import DATASET_ID
 
 WORLD_SIZE = 2
 TRAINER = "nnUNetTrainerDBCEPMDice_tiny"

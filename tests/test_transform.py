@@ -64,11 +64,6 @@ def test_ignore_label_gets_zero_weight():
     assert torch.all(out["voxel_map"][segmentation != 4] > 0)
 
 
-def test_region_targets_are_refused():
-    with pytest.raises(ValueError, match="region"):
-        DilatedBalancedWeightsTransform(2)(segmentation=torch.zeros((2, 8, 8), dtype=torch.int16))
-
-
 def test_bad_radius_is_refused_when_built():
     with pytest.raises(ValueError, match="radius"):
         DilatedBalancedWeightsTransform(-3)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from monai.losses import BoundaryLoss as MonaiBoundaryLoss
 
-from conftest import USER_TRAINER_FOLDER, make_trainer
+from helpers import USER_TRAINER_FOLDER, make_trainer
 from nnunetv2_dbce import BorderWeightedCELoss, BoundaryLoss, VoxelMapTransform
 from nnunetv2_dbce.trainers import nnUNetTrainerBoundaryLoss, nnUNetTrainerUNetBorderWeightedCE
 from nnunetv2_dbce.voxel_maps import signed_distance_maps, unet_border_weights
@@ -214,7 +214,7 @@ def test_border_trainer_builds_the_papers_weights(plans_and_dataset_json):
             make_trainer(trainer_class, plans, regions)
 
 
-def test_readme_example_is_the_tested_trainer_file():
-    readme = (USER_TRAINER_FOLDER.parents[1] / "README.md").read_text()
+def test_documented_example_is_the_tested_trainer_file():
+    documentation = (USER_TRAINER_FOLDER.parents[1] / "docs" / "voxel_maps.md").read_text()
     example = (USER_TRAINER_FOLDER / "my_voxel_map.py").read_text()
-    assert example.strip() in readme
+    assert example.strip() in documentation

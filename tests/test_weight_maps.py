@@ -1,4 +1,4 @@
-"""dilated_balanced_weights against the slow scipy/loop reference, plus the rules of DESIGN section 1."""
+"""dilated_balanced_weights against the slow scipy/loop reference, plus the rules of docs/losses.md."""
 import math
 
 import numpy as np

@@ -11,6 +11,18 @@ class DBCELoss(nn.Module):
 
     The weights ``w`` are DBCE weight maps (see ``dilated_balanced_weights``); with all weights 1 this
     is plain CE. A batch whose weights sum to 0 (all ignored) gives a loss of 0 with zero gradient.
+
+    Raises:
+        ValueError: target or weights not of shape (B, 1, X, Y[, Z]) for logits (B, C, X, Y[, Z]).
+
+    Example::
+
+        target = torch.randint(0, 3, (2, 1, 32, 32))
+        weights = torch.stack([torch.from_numpy(dilated_balanced_weights(t[0].numpy(), 3))[None] for t in target])
+        value = DBCELoss()(torch.randn(2, 3, 32, 32), target, weights)
+
+    S. M. Hosseini, M. Soleymani Baghshah, *Dilated Balanced Cross Entropy Loss for Medical Image
+    Segmentation*, arXiv:2412.06045, 2024; BMC Medical Imaging, 2026.
     """
 
     def __init__(self, ignore_index: Optional[int] = None):
@@ -45,6 +57,15 @@ class RegionDBCELoss(nn.Module):
 
     With ``ignore_channel`` the target's last channel is nnU-Net's ignore mask (its layout for datasets with an
     ignore label): those voxels are left out of both sums.
+
+    Raises:
+        ValueError: region target (without the ignore channel) or weights not of the logits' shape.
+
+    Example::
+
+        regions = torch.randint(0, 2, (2, 2, 32, 32))
+        weights = torch.stack([torch.from_numpy(region_weights(r.numpy(), 3)) for r in regions])
+        value = RegionDBCELoss()(torch.randn(2, 2, 32, 32), regions, weights)
     """
 
     def __init__(self, ignore_channel: bool = False):

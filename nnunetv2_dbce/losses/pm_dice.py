@@ -80,6 +80,17 @@ class PMDiceLoss(nn.Module):
     :param do_bg: include channel 0 (background) in the mean.
     :param ddp: with ``batch_dice``, sum over every process of a distributed job, so N processes with
         1/N of the batch each get the loss of one process with the whole batch.
+
+    Raises:
+        TypeError, ValueError: ``gamma`` not a number or list of numbers, negative, NaN, or (at the first
+            call) a per-class list whose length is not the number of channels.
+
+    Example::
+
+        loss = PMDiceLoss(apply_nonlin=lambda x: torch.softmax(x, 1), gamma=2.0)
+        value = loss(torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 1, 32, 32)))
+
+    S. M. Hosseini, *Pixel-wise Modulated Dice Loss for Medical Image Segmentation*, arXiv:2506.15744, 2025.
     """
 
     def __init__(self, apply_nonlin: Optional[Callable] = None, gamma: Gamma = 2.0, batch_dice: bool = True,

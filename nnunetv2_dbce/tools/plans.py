@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
-from nnunetv2_dbce.tools.preprocessed import check_configuration
+from nnunetv2_dbce.tools.nnunet import check_configuration
 
 # nnU-Net 2.8's ExperimentPlanner: UNet_featuremap_min_edge_length, UNet_max_features_2d / _3d
 MIN_FEATURE_MAP_EDGE = 4

@@ -23,7 +23,6 @@ import csv
 import json
 import math
 import os
-import shlex
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ import numpy as np
 
 from nnunetv2_dbce.tools.evaluate import CASE_METRICS, csv_rows, evaluate_folder, lesion_scores, size_bin, size_bins
 from nnunetv2_dbce.tools.plans import derive_small_plans
-from nnunetv2_dbce.tools.preprocessed import dataset_folder, dataset_name
+from nnunetv2_dbce.tools.nnunet import dataset_folder, dataset_name, nnunet_command
 from nnunetv2_dbce.tools.statistics import holm, paired_comparison
 
 DEFAULT_TRAINERS = ("nnUNetTrainerCELoss", "nnUNetTrainerBalancedCE", "nnUNetTrainerDBCE_R1",
@@ -46,15 +45,15 @@ DEFAULT_BASELINE = "nnUNetTrainer"  # nnU-Net's Dice+CE
 SIZE_NAMES = ("small", "medium", "large")
 
 
-def paper_baseline(trainer: str):
-    """The baseline each paper beats: balanced CE for DBCE, Dice for PM Dice alone, Dice+CE for PM Dice+CE."""
+def paper_baselines(trainer: str) -> tuple:
+    """What each paper says its loss beats: balanced CE and CE for DBCE; Dice and the losses made for hard
+    pixels (focal, focal Tversky, TopK) for PM Dice alone. PM Dice+CE is compared with Dice+CE only."""
     if trainer.startswith("nnUNetTrainerDBCE"):
-        return "nnUNetTrainerBalancedCE"
-    if trainer.startswith("nnUNetTrainerPMDiceCE"):
-        return DEFAULT_BASELINE
-    if trainer.startswith("nnUNetTrainerPMDice"):
-        return "nnUNetTrainerDiceLoss"
-    return None
+        return "nnUNetTrainerBalancedCE", "nnUNetTrainerCELoss"
+    if trainer.startswith("nnUNetTrainerPMDice") and not trainer.startswith("nnUNetTrainerPMDiceCE"):
+        return ("nnUNetTrainerDiceLoss", "nnUNetTrainerFocalLoss", "nnUNetTrainerFocalTversky",
+                "nnUNetTrainerTopk10Loss")
+    return ()
 
 
 def parse_args(argv=None):
@@ -92,7 +91,7 @@ def ensure_preprocessed(dataset: str, configuration: str, plans: str) -> Path:
         if plans != "nnUNetPlans":
             raise SystemExit(f"{folder / plans}.json does not exist")
         print(f"No plans in {folder}: running nnUNetv2_plan_and_preprocess -d {dataset} -c {configuration}")
-        subprocess.run([str(Path(sys.executable).with_name("nnUNetv2_plan_and_preprocess")), "-d", dataset,
+        subprocess.run([nnunet_command("nnUNetv2_plan_and_preprocess"), "-d", dataset,
                         "-c", configuration, "--verify_dataset_integrity"], check=True)
     return folder
 
@@ -313,16 +312,16 @@ def paired_values(rows, trainer, other, label, metric="Dice"):
 
 
 def comparisons(rows, trainers, names: dict) -> list:
-    """Each trainer against Dice+CE and against its paper's baseline, per label, Dice paired per case;
+    """Each trainer against Dice+CE and against its paper's baselines, per label, Dice paired per case;
     p-values Holm-adjusted over all these tests together."""
     tests = []
     for trainer in trainers:
-        for kind, other in (("Dice+CE", DEFAULT_BASELINE), ("paper baseline", paper_baseline(trainer))):
-            if other is None or other == trainer or other not in trainers:
+        for other in (DEFAULT_BASELINE, *paper_baselines(trainer)):
+            if other == trainer or other not in trainers:
                 continue
             for label in names:
                 values, baseline = paired_values(rows, trainer, other, label)
-                tests.append({"trainer": trainer, "against": other, "kind": kind, "label": label,
+                tests.append({"trainer": trainer, "against": other, "label": label,
                               **paired_comparison(values, baseline)})
     for test, adjusted in zip(tests, holm([t["p"] for t in tests])):
         test["p_holm"] = adjusted

@@ -5,11 +5,13 @@ from contextlib import contextmanager
 from typing import Callable
 
 import torch
+from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAugmenter
+from batchgenerators.dataloading.nondet_multi_threaded_augmenter import NonDetMultiThreadedAugmenter
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import nn
 
-from nnunetv2_dbce.patches.voxel_map_loader import raise_if_failed, voxel_map_loader_in_nnunet
+from nnunetv2_dbce.patches.voxel_map_loader import FAILED_KEY, raise_if_failed, voxel_map_loader_in_nnunet
 from nnunetv2_dbce.trainers.deep_supervision import with_innermost
 from nnunetv2_dbce.transforms.voxel_map import VOXEL_MAP_KEY, VoxelMapTransform
 
@@ -82,7 +84,9 @@ class nnUNetTrainerVoxelMap(nnUNetTrainer):
         nnU-Net's ``train_step`` and ``validation_step`` call ``self.loss(output, target)``; rather than
         copying them, the loss is replaced for the step by ``loss(output, target, voxel_map)``.
         """
-        raise_if_failed(batch)
+        if FAILED_KEY in batch:
+            self._stop_data_loaders()  # else their threads report dead workers at exit, after the real cause
+            raise_if_failed(batch)
         if VOXEL_MAP_KEY not in batch:
             raise KeyError(f"{type(self).__name__}: the batch has no '{VOXEL_MAP_KEY}'; the maps of VoxelMapTransform "
                            f"are carried by VoxelMapDataLoader (get_dataloaders)")
@@ -95,6 +99,12 @@ class nnUNetTrainerVoxelMap(nnUNetTrainer):
             yield
         finally:
             self.loss = loss
+
+    def _stop_data_loaders(self) -> None:
+        """Stop the augmentation workers and their threads, as nnU-Net's ``on_train_end`` does."""
+        for loader in (self.dataloader_train, self.dataloader_val):
+            if isinstance(loader, (NonDetMultiThreadedAugmenter, MultiThreadedAugmenter)):
+                loader._finish()
 
     def train_step(self, batch: dict) -> dict:
         with self._loss_with_batch_voxel_maps(batch):

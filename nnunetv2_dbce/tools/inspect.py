@@ -1,6 +1,6 @@
 """Weight-map inspector: the DBCE weight map of one preprocessed nnU-Net case, as NIfTI and as a PNG montage.
 
-    python scripts/inspect_weight_map.py DATASET CASE [-c 2d] [-r 0 5 10] [-o inspect/]
+    nnUNetv2_dbce_inspect DATASET CASE [-c 2d] [-r 0 5 10] [-o inspect/]
 
 Writes ``<case>_image.nii.gz`` (first channel), ``<case>_label.nii.gz`` and ``<case>_weights_R<r>.nii.gz``
 per radius, all on the preprocessed voxel grid with the configuration's spacing, so they overlay each other
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunetv2_dbce.tools.preprocessed import check_configuration, dataset_folder
+from nnunetv2_dbce.tools.nnunet import check_configuration, dataset_folder
 from nnunetv2_dbce.weight_maps import dilated_balanced_weights
 
 
@@ -90,7 +90,8 @@ def montage(image: np.ndarray, label_map: np.ndarray, weights: dict, title: str,
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="nnUNetv2_dbce_inspect", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", help="nnU-Net dataset id or name")
     parser.add_argument("case", help="case identifier, e.g. hippocampus_001")
     parser.add_argument("-c", "--configuration", default="2d")

@@ -1,5 +1,7 @@
-"""A dataset's folder and plans in ``nnUNet_preprocessed``, for the study and the inspector, with errors
-that name what is missing."""
+"""nnU-Net's folders and commands as the tools use them: a dataset's folder and plans in
+``nnUNet_preprocessed`` (with errors that name what is missing) and nnU-Net's console scripts."""
+import shutil
+import sys
 from pathlib import Path
 
 
@@ -22,3 +24,12 @@ def check_configuration(plans: dict, configuration: str, plans_name: str) -> Non
     if configuration not in plans["configurations"]:
         raise SystemExit(f"configuration {configuration!r} is not in {plans_name}.json "
                          f"(it has {sorted(plans['configurations'])})")
+
+
+def nnunet_command(name: str) -> str:
+    """Path of an nnU-Net console script, preferring the one beside the running interpreter."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"{name} not found: is nnunetv2 installed in this environment?")
+    return found

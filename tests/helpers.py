@@ -1,0 +1,26 @@
+"""Helpers the tests share: dataset ids, the user's trainer folder, running nnU-Net's commands, building trainers."""
+import subprocess
+from copy import deepcopy
+from pathlib import Path
+
+import torch
+
+TESTS = Path(__file__).parent
+USER_TRAINER_FOLDER = TESTS / "ext_trainers"
+DATASET_ID = 991
+DATASET_3D_ID = 993
+
+
+def run_cli(command, env, timeout=900):
+    """Run an nnU-Net console script; on failure show the end of its output."""
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(map(str, command))} failed:\n{result.stdout[-4000:]}\n" \
+                                   f"{result.stderr[-4000:]}"
+    return result
+
+
+def make_trainer(trainer_class, plans, dataset_json, fold=0):
+    """A CPU trainer of the 2d configuration, built the way nnUNetv2_train builds it."""
+    plans = deepcopy(plans)
+    plans["continue_training"] = False
+    return trainer_class(plans, "2d", fold, dataset_json, torch.device("cpu"))
