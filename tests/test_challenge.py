@@ -2,6 +2,7 @@
 nnUNetv2_find_best_configuration across both, nnUNetv2_ensemble, a residual-encoder preset, and the
 export that stock nnU-Net (this package hidden) installs and predicts with, voxel for voxel the same."""
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,17 +46,19 @@ def test_find_best_configuration_and_ensemble(two_folds, nnunet_env, tmp_path):
     assert any("ensemble" in key.lower() for key in compared)  # the two trainers' ensemble was evaluated too
     assert "nnUNetv2_predict" in (results / "inference_instructions.txt").read_text()
 
+    # the two trainers' probabilities of fold 0's validation cases (--npz), with the dataset.json and plans.json
+    # that nnUNetv2_predict would have written beside them, ensembled by nnU-Net's command
     predictions = []
     for trainer in TRAINERS:
-        folder = tmp_path / trainer
-        run_cli([nnunet_command("nnUNetv2_predict"), "-i", str(two_folds / "imagesTs"), "-o", str(folder), "-d",
-                 str(DATASET_ID), "-c", "2d", "-f", *FOLDS, "-tr", trainer, "-device", "cpu", "-npp", "1", "-nps", "1",
-                 "--save_probabilities"], nnunet_env)
+        fold = fold_folder(nnunet_env, two_folds, trainer, "0")
+        folder = shutil.copytree(fold / "validation", tmp_path / trainer)
+        for name in ("dataset.json", "plans.json"):
+            shutil.copy(fold.parent / name, folder / name)
         predictions.append(str(folder))
     run_cli([nnunet_command("nnUNetv2_ensemble"), "-i", *predictions, "-o", str(tmp_path / "ensemble"), "-np", "1"],
             nnunet_env)
     ensembled = sorted((tmp_path / "ensemble").glob("*.png"))
-    assert [p.name for p in ensembled] == sorted(p.name for p in (two_folds / "labelsTs").glob("*.png"))
+    assert ensembled and [p.name for p in ensembled] == sorted(p.name for p in Path(predictions[0]).glob("*.png"))
     assert all(set(np.unique(np.asarray(Image.open(p)))) <= {0, 1, 2} for p in ensembled)
 
 
