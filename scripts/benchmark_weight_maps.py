@@ -70,12 +70,14 @@ CASES = {
 
 # the scipy row takes ~80 s per sample with 120 classes: measured once (before the OpenCV kernels), then skipped
 NAIVE_MAX_CLASSES = 20
+# the packaged voxel maps compute a distance transform per class over the whole patch: timed on the few-class cases
+VOXEL_MAP_MAX_CLASSES = 3
 
 
 def map_transforms(radii, num_classes, voxel_maps):
     """(row label, transform) pairs: DBCE at each radius, then the two packaged per-voxel maps when asked."""
     rows = [(f"weight maps, R = {radius:g}", DilatedBalancedWeightsTransform(radius)) for radius in radii]
-    if voxel_maps:
+    if voxel_maps and num_classes <= VOXEL_MAP_MAX_CLASSES:
         rows += [("boundary loss: signed distances", VoxelMapTransform(SignedDistanceMaps(num_classes + 1),
                                                                         continuous=True)),
                  ("U-Net border weights (w0 10, sigma 5)", VoxelMapTransform(UNetBorderWeights()))]
