@@ -4,19 +4,18 @@ import csv
 import json
 import math
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
 from nnunetv2_dbce.tools.evaluate import evaluate_folder
+from nnunetv2_dbce.tools.nnunet import nnunet_command
 from reference import reference_lesion_counts, reference_surface_metrics
 
 SPACING = (2.5, 0.8, 1.1)  # numpy axis order
 SHAPE = (8, 12, 10)
-EVALUATE = str(Path(sys.executable).with_name("nnUNetv2_dbce_evaluate"))
+EVALUATE = nnunet_command("nnUNetv2_dbce_evaluate")
 LABELS = {"background": 0, "organ": 1, "lesion": 2, "ignore": 3}
 
 

@@ -4,7 +4,6 @@ import json
 import math
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +13,13 @@ from scipy import ndimage
 
 from helpers import DATASET_ID, run_cli
 from reference import reference_surface_metrics
+from nnunetv2_dbce.tools.nnunet import nnunet_command
 from nnunetv2_dbce.tools.plans import derive_small_plans
 from nnunetv2_dbce.tools.study import add_size_bins, comparisons, label_names, metrics_table, paper_baselines
 from nnunetv2_dbce.tools.surface_metrics import surface_distances
 from nnunetv2_dbce.weight_maps import dilated_balanced_weights
 
-STUDY, INSPECT, CONVERT_KVASIR = (str(Path(sys.executable).with_name(f"nnUNetv2_dbce_{name}"))
+STUDY, INSPECT, CONVERT_KVASIR = (nnunet_command(f"nnUNetv2_dbce_{name}")
                                   for name in ("study", "inspect", "convert_kvasir"))
 
 
