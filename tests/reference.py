@@ -124,3 +124,26 @@ def reference_lesion_counts(reference: np.ndarray, prediction: np.ndarray) -> di
     detected = sum(1 for k in range(1, num_ref + 1) if prediction[ref_labels == k].any())
     tp = sum(1 for k in range(1, num_pred + 1) if reference[pred_labels == k].any())
     return {"ref_lesions": num_ref, "detected_lesions": detected, "pred_lesions": num_pred, "tp_lesions": tp}
+
+
+def reference_component_sizes(mask: np.ndarray) -> list:
+    """Voxel counts of the face-connected components of a boolean mask, by flood fill from each unvisited voxel."""
+    seen = np.zeros(mask.shape, bool)
+    sizes = []
+    for start in zip(*np.nonzero(mask)):
+        if seen[start]:
+            continue
+        seen[start], stack, size = True, [start], 0
+        while stack:
+            voxel = stack.pop()
+            size += 1
+            for axis in range(mask.ndim):
+                for step in (-1, 1):
+                    neighbour = list(voxel)
+                    neighbour[axis] += step
+                    neighbour = tuple(neighbour)
+                    if 0 <= neighbour[axis] < mask.shape[axis] and mask[neighbour] and not seen[neighbour]:
+                        seen[neighbour] = True
+                        stack.append(neighbour)
+        sizes.append(size)
+    return sizes

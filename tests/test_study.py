@@ -180,7 +180,9 @@ def test_study_smoke_run_records_and_resume(preprocessed_dataset, nnunet_env, tm
         assert float(row["Dice"]) == pytest.approx(case["metrics"][row["label"]]["Dice"], nan_ok=True)
     record = json.loads((out / "runs" / "nnUNetTrainerDBCE_tiny__fold0.json").read_text())
     assert len(record["curves"]["train_losses"]) == 1 and record["minutes"] > 0
+    assert record["loss_settings"] == {"dilation_radius": 3.0}  # read back from the final checkpoint
     assert "DBCE_tiny" in (out / "results.md").read_text()
+    assert "- DBCE_tiny: dilation_radius 3.0" in (out / "results.md").read_text()
     for png in ("metrics.png", "size.png", "curves.png"):
         assert Image.open(out / png).size[0] > 100
     checkpoint_time = (run / "checkpoint_final.pth").stat().st_mtime

@@ -133,11 +133,16 @@ def finished(run: Path) -> bool:
     return (run / "validation" / "summary.json").is_file()
 
 
-def training_curves(run: Path) -> dict:
-    """nnU-Net's logged curves of a finished run (train/val loss, EMA pseudo Dice per epoch)."""
+def run_facts(run: Path) -> dict:
+    """From a finished run's final checkpoint: nnU-Net's logged curves (train/val loss, EMA pseudo Dice per
+    epoch) and the loss settings the package's trainers record there (e.g. a derived radius; None otherwise)."""
     import torch
-    logging = torch.load(run / "checkpoint_final.pth", map_location="cpu", weights_only=False)["logging"]
-    return {key: [float(v) for v in logging[key]] for key in ("train_losses", "val_losses", "ema_fg_dice")}
+    from nnunetv2_dbce.trainers.settings import SETTINGS_KEY, without_trainer
+    checkpoint = torch.load(run / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    logging = checkpoint["logging"]
+    settings = checkpoint["init_args"].get(SETTINGS_KEY)
+    return {"curves": {key: [float(v) for v in logging[key]] for key in ("train_losses", "val_losses", "ema_fg_dice")},
+            "loss_settings": without_trainer(settings) if settings else None}
 
 
 def write_record(args, run: Path, trainer: str, fold: int, dataset_json: dict, minutes):
@@ -151,7 +156,7 @@ def write_record(args, run: Path, trainer: str, fold: int, dataset_json: dict, m
         writer.writeheader()
         writer.writerows(csv_rows(summary, dataset_json["file_ending"]))
     record_path(args.out, trainer, fold, ".json").write_text(json.dumps(
-        {"trainer": trainer, "fold": fold, "minutes": minutes, "curves": training_curves(run)}, indent=1))
+        {"trainer": trainer, "fold": fold, "minutes": minutes, **run_facts(run)}, indent=1))
 
 
 def label_names(dataset_json: dict) -> dict:
@@ -350,6 +355,22 @@ def add_size_bins(rows, names: dict) -> dict:
     return edges
 
 
+def settings_lines(runs: dict, trainers) -> list:
+    """One line per trainer whose records hold loss settings: the settings, with their folds if they differ."""
+    lines = []
+    for trainer in trainers:
+        by_settings = {}
+        for fold, meta in sorted(runs[trainer].items()):
+            if meta.get("loss_settings"):
+                by_settings.setdefault(json.dumps(meta["loss_settings"], sort_keys=True), []).append(fold)
+        if by_settings:
+            described = [", ".join(f"{k} {v}" for k, v in json.loads(s).items()) +
+                         (f" (fold{'s' if len(f) > 1 else ''} {', '.join(map(str, f))})" if len(by_settings) > 1 else "")
+                         for s, f in by_settings.items()]
+            lines.append(f"- {short(trainer)}: {'; '.join(described)}")
+    return lines
+
+
 def report(out: Path):
     """Merge every record in ``out``: ``results.csv``, ``results.md``, ``metrics.png``, ``size.png``, ``curves.png``."""
     settings = json.loads((out / "study.json").read_text())
@@ -385,6 +406,9 @@ def report(out: Path):
             f"{len(minutes)} runs trained here, {min(minutes):.1f}-{max(minutes):.1f} min each." if minutes else "", ""]
     for title, members, folds in sections:
         text += [f"## {title}", "", metrics_table(rows, members, folds, names), ""]
+    recorded_settings = settings_lines(runs, trainers)
+    if recorded_settings:
+        text += ["## Loss settings recorded in the checkpoints", "", *recorded_settings, ""]
     text += ["## Paired comparisons (Dice, per case)", "",
              "Median of the per-case Dice differences (trainer - baseline) with a bootstrap 95% interval, two-sided "
              "Wilcoxon signed-rank p, and p Holm-adjusted over every test in this table; * = adjusted p < 0.05.", "",

@@ -1,5 +1,11 @@
 """nnU-Net trainers that train with DBCE. Everything but the loss (and the weight maps it needs) is nnU-Net's."""
+from os.path import isdir
+
+from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+
 from nnunetv2_dbce.losses.dbce import DBCELoss, RegionDBCELoss
+from nnunetv2_dbce.structure_sizes import RADIUS_PER_STRUCTURE_RADIUS, derived_radius, measured_identifiers, \
+    structure_radii
 from nnunetv2_dbce.trainers.settings import CheckpointedLossSettings
 from nnunetv2_dbce.trainers.voxel_map import nnUNetTrainerVoxelMap
 from nnunetv2_dbce.weight_maps import DBCEWeightMap, check_radius
@@ -11,21 +17,50 @@ class nnUNetTrainerDBCE(CheckpointedLossSettings, nnUNetTrainerVoxelMap):
     A voxel-map trainer: the DBCE weight map of each augmented patch is made in nnU-Net's augmentation
     workers and reaches the loss at every deep-supervision scale. Region-based datasets: one weight map per
     region channel (the region against the rest) and a weighted BCE (``RegionDBCELoss``). Subclass and set
-    ``dilation_radius`` for another radius; the class name names the results folder.
+    ``dilation_radius`` for another radius; the class name names the results folder. ``None`` derives the
+    radius from the sizes of the dataset's structures (``derive_dilation_radius``).
     """
 
     dilation_radius: float = 5
+    radius_derivation: str = ""
 
     def validate_loss_settings(self) -> None:
         super().validate_loss_settings()
+        if self.dilation_radius is None:
+            self.dilation_radius, self.radius_derivation = self.derive_dilation_radius()
         self.dilation_radius = check_radius(self.dilation_radius)
+
+    def derive_dilation_radius(self) -> tuple:
+        """The radius for this dataset and configuration, and a sentence saying where it comes from.
+
+        Measures the structures (connected components of each label or region; in every slice for a 2D
+        configuration) in the configuration's preprocessed label maps, of at most ``MAX_MEASURED_CASES`` cases
+        spread over the dataset, as nnU-Net's planning measures all training cases (``structure_sizes``)."""
+        folder = self.preprocessed_dataset_folder
+        if not isdir(folder):
+            raise FileNotFoundError(f"{type(self).__name__} derives its dilation radius from the preprocessed label "
+                                    f"maps, but {folder} does not exist: run nnUNetv2_preprocess for this "
+                                    f"configuration first")
+        dataset_class = infer_dataset_class(folder)
+        identifiers = measured_identifiers(dataset_class.get_identifiers(folder))
+        dataset = dataset_class(folder, identifiers)
+        labels = self.label_manager
+        classes = labels.foreground_regions if labels.has_regions else labels.foreground_labels
+        spacing = self.configuration_manager.spacing
+        radii = structure_radii((dataset.load_case(i)[1][0] for i in identifiers), classes, spacing,
+                                slices=len(spacing) == 2)
+        radius, typical, smallest = derived_radius(radii)
+        return radius, (f"derived: {RADIUS_PER_STRUCTURE_RADIUS:g} x {typical:.1f}, the median equivalent radius of "
+                        f"the {len(radii[smallest])} structures of class {classes[smallest]} (the smallest median) in "
+                        f"{len(identifiers)} cases")
 
     def loss_settings(self) -> dict:
         return {**super().loss_settings(), "dilation_radius": self.dilation_radius}
 
     def describe_loss_settings(self) -> list:
+        derivation = f" ({self.radius_derivation})" if self.radius_derivation else ""
         return [*super().describe_loss_settings(), f"DBCE: dilation radius {self.dilation_radius:g} voxels of the "
-                f"finest axis, spacing {list(self.configuration_manager.spacing)}"]
+                f"finest axis{derivation}, spacing {list(self.configuration_manager.spacing)}"]
 
     def get_voxel_map_function(self) -> DBCEWeightMap:
         return DBCEWeightMap(self.dilation_radius, self.label_manager.ignore_label)
