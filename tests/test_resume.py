@@ -52,4 +52,5 @@ def test_checkpoint_without_settings_keeps_the_current_ones(plans_and_dataset_js
     saved_checkpoint(nnUNetTrainer, plans_and_dataset_json, tmp_path / "checkpoint.pth")
     trainer = make_trainer(nnUNetTrainerDBCE, *plans_and_dataset_json)
     trainer.load_checkpoint(str(tmp_path / "checkpoint.pth"))
-    assert trainer.dilation_radius == 5 and trainer.my_init_kwargs[SETTINGS_KEY]["dilation_radius"] == 5
+    default = nnUNetTrainerDBCE.dilation_radius
+    assert trainer.dilation_radius == default and trainer.my_init_kwargs[SETTINGS_KEY]["dilation_radius"] == default

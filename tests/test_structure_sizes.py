@@ -6,7 +6,7 @@ import pytest
 
 from helpers import make_trainer
 from nnunetv2_dbce.structure_sizes import derived_radius, equivalent_radii, measured_identifiers, structure_radii
-from nnunetv2_dbce.trainers.dbce import nnUNetTrainerDBCE
+from nnunetv2_dbce.trainers.dbce import nnUNetTrainerDBCE_derived
 from reference import reference_component_sizes
 
 
@@ -61,8 +61,7 @@ def test_measured_identifiers_spread_over_the_dataset():
 def test_trainer_derives_its_radius_from_the_preprocessed_label_maps(plans_and_dataset_json):
     from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 
-    derived = type("nnUNetTrainerDBCE_derived", (nnUNetTrainerDBCE,), {"dilation_radius": None})
-    trainer = make_trainer(derived, *plans_and_dataset_json)
+    trainer = make_trainer(nnUNetTrainerDBCE_derived, *plans_and_dataset_json)
     folder = trainer.preprocessed_dataset_folder
     dataset = infer_dataset_class(folder)(folder)
     radii = {label: [] for label in trainer.label_manager.foreground_labels}

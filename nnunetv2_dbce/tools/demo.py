@@ -22,7 +22,7 @@ from nnunetv2_dbce.trainers import nnUNetTrainerDBCE
 
 
 class nnUNetTrainerDBCE_demo(nnUNetTrainerDBCE):
-    """nnUNetTrainerDBCE (R = {radius}) shortened for a CPU demo."""
+    """nnUNetTrainerDBCE shortened for a CPU demo."""
 
     dilation_radius = {radius}
 
@@ -69,7 +69,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", type=Path, default=Path("demo_output"),
                         help="work folder for nnUNet_raw / nnUNet_preprocessed / nnUNet_results (default: %(default)s)")
     parser.add_argument("--dataset-id", type=int, default=990)
-    parser.add_argument("--radius", type=float, default=5, help="DBCE dilation radius in voxels (default: %(default)s)")
+    parser.add_argument("--radius", type=float, help="DBCE dilation radius in voxels (default: nnUNetTrainerDBCE's)")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--iterations", type=int, default=25, help="training iterations per epoch")
     parser.add_argument("--device", default="cpu")
@@ -81,7 +81,7 @@ def main(argv=None) -> dict:
     trainer_folder = out / "demo_trainers"
     trainer_folder.mkdir(parents=True)
     (trainer_folder / "dbce_demo_trainers.py").write_text(DEMO_TRAINER.format(
-        radius=args.radius, epochs=args.epochs, iterations=args.iterations, val_iterations=5))
+        radius="nnUNetTrainerDBCE.dilation_radius" if args.radius is None else args.radius, epochs=args.epochs, iterations=args.iterations, val_iterations=5))
     # nnUNet_def_n_proc: nnU-Net's default of 8 export processes costs more than it saves on a small CPU run
     env = dict(os.environ, nnUNet_def_n_proc=os.environ.get("nnUNet_def_n_proc", "2"),
                nnUNet_raw=str(out / "nnUNet_raw"), nnUNet_preprocessed=str(out / "nnUNet_preprocessed"),

@@ -35,8 +35,10 @@ from nnunetv2_dbce.tools.plans import derive_small_plans
 from nnunetv2_dbce.tools.nnunet import dataset_folder, dataset_name, nnunet_command
 from nnunetv2_dbce.tools.statistics import holm, paired_comparison
 
+# Named by their settings (never a package default, which may change), so a record always says what ran.
 DEFAULT_TRAINERS = ("nnUNetTrainerCELoss", "nnUNetTrainerBalancedCE", "nnUNetTrainerDBCE_R1",
-                    "nnUNetTrainerDBCE_R3", "nnUNetTrainerDBCE", "nnUNetTrainerDBCE_R10", "nnUNetTrainer",
+                    "nnUNetTrainerDBCE_R3", "nnUNetTrainerDBCE_R5", "nnUNetTrainerDBCE_R10",
+                    "nnUNetTrainerDBCE_derived", "nnUNetTrainer",
                     "nnUNetTrainerDiceLoss", "nnUNetTrainerTopk10Loss", "nnUNetTrainerDiceTopK10Loss",
                     "nnUNetTrainerFocalLoss", "nnUNetTrainerFocalTversky", "nnUNetTrainerPMDice_gamma1",
                     "nnUNetTrainerPMDice", "nnUNetTrainerPMDice_gamma3", "nnUNetTrainerPMDiceCE",

@@ -12,7 +12,8 @@ from nnunetv2_dbce.weight_maps import DBCEWeightMap, check_radius
 
 
 class nnUNetTrainerDBCE(CheckpointedLossSettings, nnUNetTrainerVoxelMap):
-    """Dilated balanced cross entropy alone, dilation radius ``dilation_radius`` voxels of the finest axis.
+    """Dilated balanced cross entropy alone, dilation radius ``dilation_radius`` voxels of the finest axis
+    (default 3: the radius the study in docs/results.md supports).
 
     A voxel-map trainer: the DBCE weight map of each augmented patch is made in nnU-Net's augmentation
     workers and reaches the loss at every deep-supervision scale. Region-based datasets: one weight map per
@@ -21,7 +22,7 @@ class nnUNetTrainerDBCE(CheckpointedLossSettings, nnUNetTrainerVoxelMap):
     radius from the sizes of the dataset's structures (``derive_dilation_radius``).
     """
 
-    dilation_radius: float = 5
+    dilation_radius: float = 3
     radius_derivation: str = ""
 
     def validate_loss_settings(self) -> None:
@@ -87,9 +88,19 @@ class nnUNetTrainerDBCE_R3(nnUNetTrainerDBCE):
     dilation_radius = 3
 
 
+class nnUNetTrainerDBCE_R5(nnUNetTrainerDBCE):
+    dilation_radius = 5
+
+
 class nnUNetTrainerDBCE_R10(nnUNetTrainerDBCE):
     dilation_radius = 10
 
 
 class nnUNetTrainerDBCE_R20(nnUNetTrainerDBCE):
     dilation_radius = 20
+
+
+class nnUNetTrainerDBCE_derived(nnUNetTrainerDBCE):
+    """DBCE with the radius derived from the dataset's structure sizes (``derive_dilation_radius``), logged."""
+
+    dilation_radius = None
