@@ -159,6 +159,16 @@ def test_comparisons_pair_cases_against_dice_ce_and_the_papers_baseline():
     assert paper_baselines("nnUNetTrainerPMDiceCE") == () and paper_baselines("nnUNetTrainerTopk10Loss") == ()
 
 
+def test_the_derived_radius_is_compared_with_every_fixed_radius():
+    trainers = ["nnUNetTrainer", "nnUNetTrainerDBCE_R3", "nnUNetTrainerDBCE_R10", "nnUNetTrainerDBCE_derived"]
+    rows = [{"trainer": trainer, "fold": 0, "case": f"c{case}", "label": "1", "Dice": 0.5 + 0.01 * case + 0.1 * k}
+            for k, trainer in enumerate(trainers) for case in range(12)]
+    against = {(t["trainer"], t["against"]): t for t in comparisons(rows, trainers, {"1": "organ"})}
+    assert {a for t, a in against if t == "nnUNetTrainerDBCE_derived"} == set(trainers[:3])
+    assert {a for t, a in against if t == "nnUNetTrainerDBCE_R3"} == {"nnUNetTrainer"}  # fixed radii: not each other
+    assert against[("nnUNetTrainerDBCE_derived", "nnUNetTrainerDBCE_R3")]["median_difference"] == pytest.approx(0.2)
+
+
 def test_study_smoke_run_records_and_resume(preprocessed_dataset, nnunet_env, tmp_path):
     """One tiny trainer, one fold, through the study script: records agree with nnU-Net's own validation,
     a second call reuses the record instead of training again, other settings are refused, and the report

@@ -23,6 +23,7 @@ import csv
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -44,6 +45,7 @@ DEFAULT_TRAINERS = ("nnUNetTrainerCELoss", "nnUNetTrainerBalancedCE", "nnUNetTra
                     "nnUNetTrainerPMDice", "nnUNetTrainerPMDice_gamma3", "nnUNetTrainerPMDiceCE",
                     "nnUNetTrainerDBCEPMDice")
 DEFAULT_BASELINE = "nnUNetTrainer"  # nnU-Net's Dice+CE
+DERIVED_RADIUS = "nnUNetTrainerDBCE_derived"
 SIZE_NAMES = ("small", "medium", "large")
 
 
@@ -319,11 +321,13 @@ def paired_values(rows, trainer, other, label, metric="Dice"):
 
 
 def comparisons(rows, trainers, names: dict) -> list:
-    """Each trainer against Dice+CE and against its paper's baselines, per label, Dice paired per case;
-    p-values Holm-adjusted over all these tests together."""
+    """Each trainer against Dice+CE and against its paper's baselines (the derived radius also against every
+    fixed radius), per label, Dice paired per case; p-values Holm-adjusted over all these tests together."""
     tests = []
     for trainer in trainers:
-        for other in (DEFAULT_BASELINE, *paper_baselines(trainer)):
+        fixed_radii = [t for t in trainers if re.fullmatch(r"nnUNetTrainerDBCE_R\d+", t)] \
+            if trainer == DERIVED_RADIUS else []
+        for other in (DEFAULT_BASELINE, *paper_baselines(trainer), *fixed_radii):
             if other == trainer or other not in trainers:
                 continue
             for label in names:
