@@ -154,7 +154,7 @@ def region_dataset(nnunet_env):
 @pytest.mark.parametrize("trainer, logged, predict", [
     ("nnUNetTrainerDBCE_tiny", "DBCE: dilation radius 3 voxels", True),
     ("nnUNetTrainerDBCEPMDice_tiny", "DBCE: dilation radius 3 voxels", False),
-    ("nnUNetTrainerPMDiceCE_tiny", "PM Dice: gamma [2.0]", False),
+    ("nnUNetTrainerPMDiceCE_tiny", "PM Dice: gamma [1.0]", False),
 ])
 def test_region_based_dataset_through_the_cli(trainer, logged, predict, region_dataset, nnunet_env, tmp_path):
     """Each trainer trains and validates on regions (nnU-Net predicts the held-out fold and evaluates it per

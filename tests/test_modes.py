@@ -69,8 +69,8 @@ def test_ignored_voxels_are_left_out_by_the_trainers(plans_and_dataset_json, bas
         term = reference_weighted_ce(out.double().numpy(), labels, weights[:, 0].numpy(), ignore_index=3)
         if base is nnUNetTrainerDBCEPMDice:
             onehot = np.stack([(np.where(labels == 3, 0, labels) == c) for c in range(3)], 1)
-            term += reference_pm_dice(torch.softmax(out.double(), 1).numpy(), onehot, 2.0, True, False, 1e-5,
-                                      mask=labels != 3)
+            term += reference_pm_dice(torch.softmax(out.double(), 1).numpy(), onehot, trainer.pm_dice_gamma[0], True,
+                                      False, 1e-5, mask=labels != 3)
         expected += factor * term
     logged = float(trainer.validation_step(batch)["loss"])
     assert logged == pytest.approx(expected, rel=1e-4)

@@ -43,17 +43,17 @@ def ce_reference(out, t, w):
 def test_pm_dice_ce_is_nnunets_dice_ce_with_pm_dice(plans_and_dataset_json):
     trainer = make_trainer(nnUNetTrainerPMDiceCE, *plans_and_dataset_json)
     logged, expected = validation_loss_and_reference(
-        trainer, lambda o, t, w: pm_dice_reference(2.0)(o, t, w) + ce_reference(o, t, w))
+        trainer, lambda o, t, w: pm_dice_reference(1.0)(o, t, w) + ce_reference(o, t, w))
     compound = trainer.loss.loss
     assert isinstance(compound, DC_and_CE_loss) and isinstance(compound.dc, PMDiceLoss)
-    assert compound.weight_ce == 1 and compound.weight_dice == 1 and compound.dc.gamma == (2.0,)
+    assert compound.weight_ce == 1 and compound.weight_dice == 1 and compound.dc.gamma == (1.0,)
     assert compound.dc.batch_dice == trainer.configuration_manager.batch_dice and not compound.dc.do_bg
     assert logged == pytest.approx(expected, rel=1e-4)
 
 
 def test_pm_dice_alone(plans_and_dataset_json):
     trainer = make_trainer(nnUNetTrainerPMDice, *plans_and_dataset_json)
-    logged, expected = validation_loss_and_reference(trainer, pm_dice_reference(2.0))
+    logged, expected = validation_loss_and_reference(trainer, pm_dice_reference(1.0))
     assert trainer.loss.loss.weight_ce == 0
     assert logged == pytest.approx(expected, rel=1e-4)
 
@@ -61,7 +61,7 @@ def test_pm_dice_alone(plans_and_dataset_json):
 def test_dbce_plus_pm_dice(plans_and_dataset_json):
     trainer = make_trainer(nnUNetTrainerDBCEPMDice, *plans_and_dataset_json)
     logged, expected = validation_loss_and_reference(
-        trainer, lambda o, t, w: pm_dice_reference(2.0)(o, t, w) +
+        trainer, lambda o, t, w: pm_dice_reference(1.0)(o, t, w) +
         reference_weighted_ce(o.numpy(), t[:, 0].numpy(), w[:, 0].numpy()))
     assert isinstance(trainer.loss.loss, DBCEAndPMDiceLoss)
     assert logged == pytest.approx(expected, rel=1e-4)

@@ -34,7 +34,7 @@ def test_same_settings_load_silently(plans_and_dataset_json, tmp_path):
     saved_checkpoint(nnUNetTrainerPMDice, plans_and_dataset_json, tmp_path / "checkpoint.pth")
     trainer = make_trainer(nnUNetTrainerPMDice, *plans_and_dataset_json)
     trainer.load_checkpoint(str(tmp_path / "checkpoint.pth"))
-    assert trainer.pm_dice_gamma == (2.0,)
+    assert trainer.pm_dice_gamma == (1.0,)
     assert "Resuming with" not in open(trainer.log_file).read()
 
 

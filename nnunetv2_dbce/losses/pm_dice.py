@@ -93,7 +93,7 @@ class PMDiceLoss(nn.Module):
     S. M. Hosseini, *Pixel-wise Modulated Dice Loss for Medical Image Segmentation*, arXiv:2506.15744, 2025.
     """
 
-    def __init__(self, apply_nonlin: Optional[Callable] = None, gamma: Gamma = 2.0, batch_dice: bool = True,
+    def __init__(self, apply_nonlin: Optional[Callable] = None, gamma: Gamma = 1.0, batch_dice: bool = True,
                  do_bg: bool = False, smooth: float = 1e-5, ddp: bool = False):
         super().__init__()
         self.apply_nonlin = apply_nonlin

@@ -42,8 +42,8 @@ DEFAULT_TRAINERS = ("nnUNetTrainerCELoss", "nnUNetTrainerBalancedCE", "nnUNetTra
                     "nnUNetTrainerDBCE_derived", "nnUNetTrainer",
                     "nnUNetTrainerDiceLoss", "nnUNetTrainerTopk10Loss", "nnUNetTrainerDiceTopK10Loss",
                     "nnUNetTrainerFocalLoss", "nnUNetTrainerFocalTversky", "nnUNetTrainerPMDice_gamma1",
-                    "nnUNetTrainerPMDice", "nnUNetTrainerPMDice_gamma3", "nnUNetTrainerPMDiceCE",
-                    "nnUNetTrainerDBCEPMDice")
+                    "nnUNetTrainerPMDice_gamma2", "nnUNetTrainerPMDice_gamma3", "nnUNetTrainerPMDiceCE_gamma2",
+                    "nnUNetTrainerDBCEPMDice_R5_gamma2")
 DEFAULT_BASELINE = "nnUNetTrainer"  # nnU-Net's Dice+CE
 DERIVED_RADIUS = "nnUNetTrainerDBCE_derived"
 SIZE_NAMES = ("small", "medium", "large")
