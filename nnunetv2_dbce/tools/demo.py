@@ -80,8 +80,9 @@ def main(argv=None) -> dict:
     remove_earlier_demo(out)
     trainer_folder = out / "demo_trainers"
     trainer_folder.mkdir(parents=True)
+    radius = "nnUNetTrainerDBCE.dilation_radius" if args.radius is None else args.radius
     (trainer_folder / "dbce_demo_trainers.py").write_text(DEMO_TRAINER.format(
-        radius="nnUNetTrainerDBCE.dilation_radius" if args.radius is None else args.radius, epochs=args.epochs, iterations=args.iterations, val_iterations=5))
+        radius=radius, epochs=args.epochs, iterations=args.iterations, val_iterations=5))
     # nnUNet_def_n_proc: nnU-Net's default of 8 export processes costs more than it saves on a small CPU run
     env = dict(os.environ, nnUNet_def_n_proc=os.environ.get("nnUNet_def_n_proc", "2"),
                nnUNet_raw=str(out / "nnUNet_raw"), nnUNet_preprocessed=str(out / "nnUNet_preprocessed"),

@@ -365,15 +365,17 @@ def settings_lines(runs: dict, trainers) -> list:
     """One line per trainer whose records hold loss settings: the settings, with their folds if they differ."""
     lines = []
     for trainer in trainers:
-        by_settings = {}
+        folds_by_settings = {}
         for fold, meta in sorted(runs[trainer].items()):
             if meta.get("loss_settings"):
-                by_settings.setdefault(json.dumps(meta["loss_settings"], sort_keys=True), []).append(fold)
-        if by_settings:
-            described = [", ".join(f"{k} {v}" for k, v in json.loads(s).items()) +
-                         (f" (fold{'s' if len(f) > 1 else ''} {', '.join(map(str, f))})" if len(by_settings) > 1 else "")
-                         for s, f in by_settings.items()]
-            lines.append(f"- {short(trainer)}: {'; '.join(described)}")
+                described = ", ".join(f"{k} {v}" for k, v in meta["loss_settings"].items())
+                folds_by_settings.setdefault(described, []).append(fold)
+        if len(folds_by_settings) == 1:
+            lines.append(f"- {short(trainer)}: {next(iter(folds_by_settings))}")
+        elif folds_by_settings:
+            lines.append(f"- {short(trainer)}: " + "; ".join(
+                f"{described} (fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, folds))})"
+                for described, folds in folds_by_settings.items()))
     return lines
 
 
