@@ -15,7 +15,8 @@ from helpers import DATASET_ID, run_cli
 from reference import reference_surface_metrics
 from nnunetv2_dbce.tools.nnunet import nnunet_command
 from nnunetv2_dbce.tools.plans import derive_small_plans
-from nnunetv2_dbce.tools.study import add_size_bins, comparisons, label_names, metrics_table, paper_baselines
+from nnunetv2_dbce.tools.study import (add_size_bins, comparisons, fold_dice_table, label_names, metrics_table,
+                                      paper_baselines)
 from nnunetv2_dbce.tools.surface_metrics import surface_distances
 from nnunetv2_dbce.weight_maps import dilated_balanced_weights
 
@@ -137,6 +138,9 @@ def test_metrics_table_spread_over_folds_and_missing_distances():
     # in fold 0; large = c, d (0.4) in fold 1
     assert lines[4] == "| T | 0.550 ± 0.212 | 3.50 ± 2.12 | 0.500 ± 0.000 | 0.667 ± 0.000 | 0.800 | 0.600 | 0.400 |"
     assert lines[5] == "| U | 0.000 ± 0.000 | n/a | 0.500 ± 0.000 | 0.000 ± 0.000 | 0.000 | n/a | 0.000 |"
+    per_fold = fold_dice_table(rows, ["T", "U"], [0, 1], {"1": "organ"}).splitlines()
+    assert per_fold[0] == "| trainer | organ fold 0 | organ fold 1 |"
+    assert per_fold[2:] == ["| T | 0.700 | 0.400 |", "| U | 0.000 | 0.000 |"]
 
 
 def test_comparisons_pair_cases_against_dice_ce_and_the_papers_baseline():

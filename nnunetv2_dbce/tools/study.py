@@ -311,6 +311,16 @@ def metrics_table(rows, trainers, folds, names: dict) -> str:
     return "\n".join(lines)
 
 
+def fold_dice_table(rows, trainers, folds, names: dict) -> str:
+    """Mean Dice of each fold, per trainer and label: whether an ordering replicates across folds."""
+    header = ["trainer", *[f"{name} fold {fold}" for name in names.values() for fold in folds]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for trainer in trainers:
+        cells = [f"{value:.3f}" for label in names for value in fold_values(rows, trainer, label, folds, "Dice")]
+        lines.append("| " + " | ".join([short(trainer), *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def paired_values(rows, trainer, other, label, metric="Dice"):
     """Values of two trainers on the (fold, case) pairs both have, in the same order."""
     def by_case(t):
@@ -414,6 +424,8 @@ def report(out: Path):
             f"{len(minutes)} runs trained here, {min(minutes):.1f}-{max(minutes):.1f} min each." if minutes else "", ""]
     for title, members, folds in sections:
         text += [f"## {title}", "", metrics_table(rows, members, folds, names), ""]
+        if len(folds) > 1:
+            text += ["Dice per fold:", "", fold_dice_table(rows, members, folds, names), ""]
     recorded_settings = settings_lines(runs, trainers)
     if recorded_settings:
         text += ["## Loss settings recorded in the checkpoints", "", *recorded_settings, ""]
