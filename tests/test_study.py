@@ -15,8 +15,8 @@ from helpers import DATASET_ID, run_cli
 from reference import reference_surface_metrics
 from nnunetv2_dbce.tools.nnunet import nnunet_command
 from nnunetv2_dbce.tools.plans import derive_small_plans
-from nnunetv2_dbce.tools.study import (add_size_bins, comparisons, fold_dice_table, label_names, metrics_table,
-                                      paper_baselines)
+from nnunetv2_dbce.tools.study import (add_size_bins, comparisons, fold_dice_table, fold_sections, label_names,
+                                      metrics_table, paper_baselines)
 from nnunetv2_dbce.tools.surface_metrics import surface_distances
 from nnunetv2_dbce.weight_maps import dilated_balanced_weights
 
@@ -141,6 +141,20 @@ def test_metrics_table_spread_over_folds_and_missing_distances():
     per_fold = fold_dice_table(rows, ["T", "U"], [0, 1], {"1": "organ"}).splitlines()
     assert per_fold[0] == "| trainer | organ fold 0 | organ fold 1 |"
     assert per_fold[2:] == ["| T | 0.700 | 0.400 |", "| U | 0.000 | 0.000 |"]
+
+
+def test_report_has_a_table_per_fold_set_while_folds_are_partly_run():
+    # fold 0: all; folds 0-1: the deciding trainers; fold 2 started for two of them
+    sections = fold_sections({"A": [0], "B": [0, 1], "C": [0, 1, 2], "D": [0, 1, 2], "E": [0, 1]})
+    assert [(title, members, folds) for title, members, folds in sections] == [
+        ("All trainers, fold 0", ["A", "B", "C", "D", "E"], [0]),
+        ("Trainers run on folds 0, 1", ["B", "C", "D", "E"], [0, 1]),
+        ("Trainers run on folds 0, 1, 2", ["C", "D"], [0, 1, 2])]
+    # sets that do not nest, and no fold common to all: each set with those that ran it
+    assert fold_sections({"A": [1], "B": [0, 2], "C": [0, 1, 2]}) == [
+        ("Trainers run on fold 1", ["A", "C"], [1]), ("Trainers run on folds 0, 2", ["B", "C"], [0, 2]),
+        ("Trainers run on folds 0, 1, 2", ["C"], [0, 1, 2])]
+    assert fold_sections({"A": [0, 1], "B": [0, 1]}) == [("All trainers, folds 0, 1", ["A", "B"], [0, 1])]
 
 
 def test_comparisons_pair_cases_against_dice_ce_and_the_papers_baseline():

@@ -389,6 +389,21 @@ def settings_lines(runs: dict, trainers) -> list:
     return lines
 
 
+def fold_sections(fold_sets: dict) -> list:
+    """``(title, trainers, folds)`` per table of the report: the folds every trainer ran, then each other fold
+    set some trainer ran (fewest folds first) with every trainer that ran at least those folds."""
+    trainers = list(fold_sets)
+    common = sorted(set.intersection(*[set(f) for f in fold_sets.values()]))
+    sections = []
+    if common:
+        sections.append((f"All trainers, fold{'s' if len(common) > 1 else ''} {', '.join(map(str, common))}",
+                         trainers, common))
+    for folds in sorted({tuple(f) for f in fold_sets.values()} - {tuple(common)}, key=lambda f: (len(f), f)):
+        sections.append((f"Trainers run on fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, folds))}",
+                         [t for t in trainers if set(folds) <= set(fold_sets[t])], list(folds)))
+    return sections
+
+
 def report(out: Path):
     """Merge every record in ``out``: ``results.csv``, ``results.md``, ``metrics.png``, ``size.png``, ``curves.png``."""
     settings = json.loads((out / "study.json").read_text())
@@ -403,15 +418,7 @@ def report(out: Path):
         writer.writeheader()
         writer.writerows(rows)
     fold_sets = {t: sorted(runs[t]) for t in trainers}
-    common = sorted(set.intersection(*[set(f) for f in fold_sets.values()]))
-    most = max(fold_sets.values(), key=len)
-    sections = []
-    if common:
-        sections.append((f"All trainers, fold{'s' if len(common) > 1 else ''} {', '.join(map(str, common))}",
-                         trainers, common))
-    if most != common:
-        sections.append((f"Trainers run on folds {', '.join(map(str, most))}",
-                         [t for t in trainers if set(most) <= set(fold_sets[t])], most))
+    sections = fold_sections(fold_sets)
     tests = comparisons(rows, trainers, names)
     minutes = [m["minutes"] for per_fold in runs.values() for m in per_fold.values() if m.get("minutes")]
     text = [f"# Loss study: {settings['dataset']} {settings['configuration']}, plans {settings['plans']}", "",
