@@ -146,7 +146,7 @@ def test_metrics_table_spread_over_folds_and_missing_distances():
 def test_report_has_a_table_per_fold_set_while_folds_are_partly_run():
     # fold 0: all; folds 0-1: the deciding trainers; fold 2 started for two of them
     sections = fold_sections({"A": [0], "B": [0, 1], "C": [0, 1, 2], "D": [0, 1, 2], "E": [0, 1]})
-    assert [(title, members, folds) for title, members, folds in sections] == [
+    assert sections == [
         ("All trainers, fold 0", ["A", "B", "C", "D", "E"], [0]),
         ("Trainers run on folds 0, 1", ["B", "C", "D", "E"], [0, 1]),
         ("Trainers run on folds 0, 1, 2", ["C", "D"], [0, 1, 2])]

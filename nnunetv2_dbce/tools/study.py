@@ -371,6 +371,11 @@ def add_size_bins(rows, names: dict) -> dict:
     return edges
 
 
+def folds_phrase(folds) -> str:
+    """``fold 1`` or ``folds 0, 1, 2``."""
+    return f"fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, folds))}"
+
+
 def settings_lines(runs: dict, trainers) -> list:
     """One line per trainer whose records hold loss settings: the settings, with their folds if they differ."""
     lines = []
@@ -384,8 +389,7 @@ def settings_lines(runs: dict, trainers) -> list:
             lines.append(f"- {short(trainer)}: {next(iter(folds_by_settings))}")
         elif folds_by_settings:
             lines.append(f"- {short(trainer)}: " + "; ".join(
-                f"{described} (fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, folds))})"
-                for described, folds in folds_by_settings.items()))
+                f"{described} ({folds_phrase(folds)})" for described, folds in folds_by_settings.items()))
     return lines
 
 
@@ -396,10 +400,9 @@ def fold_sections(fold_sets: dict) -> list:
     common = sorted(set.intersection(*[set(f) for f in fold_sets.values()]))
     sections = []
     if common:
-        sections.append((f"All trainers, fold{'s' if len(common) > 1 else ''} {', '.join(map(str, common))}",
-                         trainers, common))
+        sections.append((f"All trainers, {folds_phrase(common)}", trainers, common))
     for folds in sorted({tuple(f) for f in fold_sets.values()} - {tuple(common)}, key=lambda f: (len(f), f)):
-        sections.append((f"Trainers run on fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, folds))}",
+        sections.append((f"Trainers run on {folds_phrase(folds)}",
                          [t for t in trainers if set(folds) <= set(fold_sets[t])], list(folds)))
     return sections
 
