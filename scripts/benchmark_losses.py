@@ -17,7 +17,7 @@ from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
 from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 from nnunetv2.utilities.helpers import softmax_helper_dim1
 
-from nnunetv2_dbce import DBCEAndPMDiceLoss, DBCELoss, PMDiceLoss, dilated_balanced_weights
+from nnunetv2_dbce import DiceAndDBCELoss, DBCELoss, PMDiceLoss, dilated_balanced_weights
 
 SHAPES = {"2D 12 x 3 x 256^2": (12, 3, 256, 256), "3D 2 x 4 x 96^3": (2, 4, 96, 96, 96)}
 
@@ -95,7 +95,7 @@ def main():
             "PMDiceLoss, gamma 2": (pm_dice(), (logits, target)),
             "PM Dice + CE (nnUNetTrainerPMDiceCE)": (pm_dice_ce(), (logits, target)),
             "DBCELoss": (DBCELoss(), (logits, target, weights)),
-            "DBCE + PM Dice (nnUNetTrainerDBCEPMDice)": (DBCEAndPMDiceLoss(pm_dice()), (logits, target, weights)),
+            "DBCE + PM Dice (nnUNetTrainerDBCEPMDice)": (DiceAndDBCELoss(pm_dice()), (logits, target, weights)),
         }
         print(f"\n{name}")
         for loss, arguments in rows.values():  # warm-up

@@ -24,3 +24,22 @@ def make_trainer(trainer_class, plans, dataset_json, fold=0):
     plans = deepcopy(plans)
     plans["continue_training"] = False
     return trainer_class(plans, "2d", fold, dataset_json, torch.device("cpu"))
+
+
+def onehot(target, classes):
+    return torch.nn.functional.one_hot(target[:, 0].long(), classes).movedim(-1, 1).numpy()
+
+
+def validation_loss_and_reference(trainer, terms):
+    """Loss logged by nnU-Net's validation_step on one batch, and the same from the reference losses."""
+    trainer.initialize()
+    _, loader_val = trainer.get_dataloaders()
+    batch = next(loader_val)
+    trainer.on_validation_epoch_start()
+    logged = float(trainer.validation_step(batch)["loss"])
+    with torch.no_grad():
+        outputs = trainer.network(batch["data"])
+    weights = batch.get("voxel_map", [None] * len(outputs))
+    expected = sum(factor * terms(out.double(), t, w) for factor, out, t, w in
+                   zip(trainer.loss.weight_factors, outputs, batch["target"], weights) if factor != 0)
+    return logged, expected

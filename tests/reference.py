@@ -87,6 +87,28 @@ def reference_pm_dice(probabilities: np.ndarray, onehot: np.ndarray, gamma, batc
     return 1 - sum(dices) / len(dices)
 
 
+def reference_soft_dice(probabilities: np.ndarray, onehot: np.ndarray, batch_dice: bool, do_bg: bool, smooth: float,
+                        mask: np.ndarray = None) -> float:
+    """nnU-Net's ``MemoryEfficientSoftDiceLoss`` with loops over voxels: ``-mean_c (2 sum p y + smooth) /
+    (sum p + sum y + smooth)`` (a negative Dice, not 1 - Dice); probabilities/onehot (B, C, ...), mask (B, ...)."""
+    batch, classes = probabilities.shape[:2]
+    groups = [list(range(batch))] if batch_dice else [[b] for b in range(batch)]
+    dices = []
+    for samples in groups:
+        for c in range(0 if do_bg else 1, classes):
+            intersection = predicted = reference = 0.0
+            for b in samples:
+                for index in np.ndindex(probabilities.shape[2:]):
+                    if mask is not None and not mask[(b, *index)]:
+                        continue
+                    p, y = float(probabilities[(b, c, *index)]), float(onehot[(b, c, *index)])
+                    intersection += p * y
+                    predicted += p
+                    reference += y
+            dices.append((2 * intersection + smooth) / (predicted + reference + smooth))
+    return -sum(dices) / len(dices)
+
+
 def reference_surface_metrics(reference, prediction, spacing, tolerance):
     """HD95 and NSD by brute force: surface voxels (mask minus its erosion), all pairwise distances."""
     def surface(mask):

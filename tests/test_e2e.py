@@ -25,11 +25,12 @@ def training_log_with_finite_losses(fold: Path) -> str:
 
 
 # Training ends with nnU-Net's own validation (prediction of the held-out fold and its evaluation) for every
-# trainer; nnUNetv2_predict and nnUNetv2_evaluate_folder on the test images run for a DBCE, a PM Dice and the
-# documented user trainer. PM Dice+CE and DBCE+PM Dice go through the CLI on the region dataset below.
+# trainer; nnUNetv2_predict and nnUNetv2_evaluate_folder on the test images run for a DBCE, a PM Dice, a
+# Dice+DBCE and the documented user trainer. PM Dice+CE and DBCE+PM Dice go through the CLI on the region dataset below.
 @pytest.mark.parametrize("trainer, logged, predict", [
     ("nnUNetTrainerDBCE_tiny", ["DBCE: dilation radius 3 voxels"], True),
     ("nnUNetTrainerPMDice_tiny", ["PM Dice: gamma [1.5]"], True),
+    ("nnUNetTrainerDiceDBCE_tiny", ["DBCE: dilation radius 3 voxels"], True),
     ("nnUNetTrainerProximityCE_tiny", [], True),  # the example in docs/voxel_maps.md
     ("nnUNetTrainerAlignedMap_tiny", [], False),  # a user's map whose loss fails unless aligned at every scale
     ("nnUNetTrainerBoundaryLoss_tiny", ["boundary loss weight alpha 0.01", "boundary loss weight alpha 0.02"], False),

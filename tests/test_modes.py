@@ -5,12 +5,13 @@ import torch
 from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 
 from nnunetv2_dbce import DBCELoss, PMDiceLoss
-from nnunetv2_dbce.trainers import nnUNetTrainerDBCE, nnUNetTrainerDBCEPMDice, nnUNetTrainerPMDice, \
-    nnUNetTrainerPMDiceCE
+from nnunetv2_dbce.trainers import nnUNetTrainerDBCE, nnUNetTrainerDBCEPMDice, nnUNetTrainerDiceDBCE, \
+    nnUNetTrainerPMDice, nnUNetTrainerPMDiceCE
 from helpers import make_trainer
-from reference import reference_pm_dice, reference_weighted_ce
+from reference import reference_pm_dice, reference_soft_dice, reference_weighted_ce
 
-ALL_TRAINERS = [nnUNetTrainerDBCE, nnUNetTrainerPMDice, nnUNetTrainerPMDiceCE, nnUNetTrainerDBCEPMDice]
+ALL_TRAINERS = [nnUNetTrainerDBCE, nnUNetTrainerPMDice, nnUNetTrainerPMDiceCE, nnUNetTrainerDBCEPMDice,
+                nnUNetTrainerDiceDBCE]
 
 
 class NoDeepSupervision:
@@ -48,7 +49,8 @@ def with_ignored_stripe(batch, trainer):
     return dict(batch, target=targets, voxel_map=[torch.stack([w[k] for w in weights]) for k in range(len(scales))])
 
 
-@pytest.mark.parametrize("base", [nnUNetTrainerDBCE, nnUNetTrainerDBCEPMDice], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("base", [nnUNetTrainerDBCE, nnUNetTrainerDBCEPMDice, nnUNetTrainerDiceDBCE],
+                         ids=lambda c: c.__name__)
 def test_ignored_voxels_are_left_out_by_the_trainers(plans_and_dataset_json, base):
     plans, dataset_json = plans_and_dataset_json
     without_ignore = make_trainer(base, plans, dataset_json)  # the data was preprocessed without an ignore label
@@ -67,10 +69,13 @@ def test_ignored_voxels_are_left_out_by_the_trainers(plans_and_dataset_json, bas
             continue
         labels = target[:, 0].numpy()
         term = reference_weighted_ce(out.double().numpy(), labels, weights[:, 0].numpy(), ignore_index=3)
+        onehot = np.stack([(np.where(labels == 3, 0, labels) == c) for c in range(3)], 1)
+        probabilities = torch.softmax(out.double(), 1).numpy()
         if base is nnUNetTrainerDBCEPMDice:
-            onehot = np.stack([(np.where(labels == 3, 0, labels) == c) for c in range(3)], 1)
-            term += reference_pm_dice(torch.softmax(out.double(), 1).numpy(), onehot, trainer.pm_dice_gamma[0], True,
-                                      False, 1e-5, mask=labels != 3)
+            term += reference_pm_dice(probabilities, onehot, trainer.pm_dice_gamma[0], True, False, 1e-5,
+                                      mask=labels != 3)
+        if base is nnUNetTrainerDiceDBCE:
+            term += reference_soft_dice(probabilities, onehot, True, False, 1e-5, mask=labels != 3)
         expected += factor * term
     logged = float(trainer.validation_step(batch)["loss"])
     assert logged == pytest.approx(expected, rel=1e-4)

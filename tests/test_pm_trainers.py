@@ -4,31 +4,12 @@ import pytest
 import torch
 from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss, DC_and_CE_loss
 
-from nnunetv2_dbce import DBCEAndPMDiceLoss, PMDiceLoss
+from nnunetv2_dbce import DiceAndDBCELoss, PMDiceLoss
 from nnunetv2_dbce.trainers import nnUNetTrainerDBCEPMDice, nnUNetTrainerPMDice, nnUNetTrainerPMDiceCE
-from helpers import make_trainer
+from helpers import make_trainer, onehot, validation_loss_and_reference
 from reference import reference_pm_dice, reference_weighted_ce
 
 REGIONS = {"labels": {"background": 0, "spot_or_blob": [1, 2], "blob": 2}, "regions_class_order": [1, 2]}
-
-
-def onehot(target, classes):
-    return torch.nn.functional.one_hot(target[:, 0].long(), classes).movedim(-1, 1).numpy()
-
-
-def validation_loss_and_reference(trainer, terms):
-    """Loss logged by nnU-Net's validation_step on one batch, and the same from the reference losses."""
-    trainer.initialize()
-    _, loader_val = trainer.get_dataloaders()
-    batch = next(loader_val)
-    trainer.on_validation_epoch_start()
-    logged = float(trainer.validation_step(batch)["loss"])
-    with torch.no_grad():
-        outputs = trainer.network(batch["data"])
-    weights = batch.get("voxel_map", [None] * len(outputs))
-    expected = sum(factor * terms(out.double(), t, w) for factor, out, t, w in
-                   zip(trainer.loss.weight_factors, outputs, batch["target"], weights) if factor != 0)
-    return logged, expected
 
 
 def pm_dice_reference(gamma):
@@ -63,7 +44,7 @@ def test_dbce_plus_pm_dice(plans_and_dataset_json):
     logged, expected = validation_loss_and_reference(
         trainer, lambda o, t, w: pm_dice_reference(1.0)(o, t, w) +
         reference_weighted_ce(o.numpy(), t[:, 0].numpy(), w[:, 0].numpy()))
-    assert isinstance(trainer.loss.loss, DBCEAndPMDiceLoss)
+    assert isinstance(trainer.loss.loss, DiceAndDBCELoss)
     assert logged == pytest.approx(expected, rel=1e-4)
 
 

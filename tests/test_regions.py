@@ -10,7 +10,7 @@ from batchgeneratorsv2.transforms.utils.seg_to_regions import ConvertSegmentatio
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 
 from helpers import make_trainer
-from nnunetv2_dbce import DBCEAndPMDiceLoss, DilatedBalancedWeightsTransform, PMDiceLoss, RegionDBCELoss, region_weights
+from nnunetv2_dbce import DiceAndDBCELoss, DilatedBalancedWeightsTransform, PMDiceLoss, RegionDBCELoss, region_weights
 from nnunetv2_dbce.trainers import nnUNetTrainerBalancedCE, nnUNetTrainerDBCE, nnUNetTrainerDBCEPMDice
 from reference import reference_pm_dice, reference_weights
 
@@ -80,7 +80,7 @@ def test_dbce_and_pm_dice_on_regions_is_the_sum_of_its_parts():
     target = (torch.rand((2, 3, 6, 5), generator=generator) > 0.5).to(torch.int16)  # last channel: ignore mask
     weights = torch.rand((2, 2, 6, 5), generator=generator, dtype=torch.float64) + 0.5
     pm_dice = PMDiceLoss(torch.sigmoid, gamma=2.0, batch_dice=True, do_bg=True, smooth=1e-5)
-    value = DBCEAndPMDiceLoss(pm_dice, ignore_index=3, regions=True)(logits, target, weights)
+    value = DiceAndDBCELoss(pm_dice, ignore_index=3, regions=True)(logits, target, weights)
     kept = (target[:, -1] == 0).numpy()
     expected = RegionDBCELoss(True)(logits, target, weights).item() + reference_pm_dice(
         torch.sigmoid(logits).numpy(), target[:, :2].numpy(), 2.0, True, True, 1e-5, kept)
@@ -113,7 +113,7 @@ def test_dbce_trainers_train_region_datasets(plans_and_dataset_json, trainer_cla
     dbce = inner.dbce if trainer_class is nnUNetTrainerDBCEPMDice else inner
     assert isinstance(dbce, RegionDBCELoss) and not dbce.ignore_channel
     if trainer_class is nnUNetTrainerDBCEPMDice:
-        assert inner.pm_dice.apply_nonlin is torch.sigmoid and inner.pm_dice.do_bg
+        assert inner.dice.apply_nonlin is torch.sigmoid and inner.dice.do_bg
     loader_train, loader_val = trainer.get_dataloaders()
     batch = next(loader_train)
     for target, weights in zip(batch["target"], batch["voxel_map"]):

@@ -25,7 +25,7 @@ def test_resume_restores_radius_and_gamma_of_the_checkpoint(plans_and_dataset_js
     resumed.load_checkpoint(str(tmp_path / "checkpoint.pth"))
     assert resumed.dilation_radius == 3 and resumed.pm_dice_gamma == (1.5,)
     assert resumed._voxel_map_transform().map_function.function.radius == 3
-    assert resumed.loss.loss.pm_dice.gamma == (1.5,)
+    assert resumed.loss.loss.dice.gamma == (1.5,)
     assert resumed.my_init_kwargs[SETTINGS_KEY]["dilation_radius"] == 3
     assert "Resuming with the loss settings of the checkpoint" in open(resumed.log_file).read()
 

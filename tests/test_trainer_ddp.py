@@ -82,7 +82,7 @@ def checks_worker(rank, init_file, out_folder):
             parameters = torch.cat([p.detach().flatten() for p in trainer.network.parameters()])
 
             own = batch_of(f"demo_00{rank + 1}")
-            pm_dice = innermost(trainer.loss).pm_dice
+            pm_dice = innermost(trainer.loss).dice
             target = own["target"][0]
             # outputs chosen, not trained, so that the check below does not depend on chance: rank 0 predicts
             # class 2 exactly and class 1 as background, rank 1 the other way round. Each rank alone: one class

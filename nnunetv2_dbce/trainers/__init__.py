@@ -2,7 +2,9 @@
 from nnunetv2_dbce.trainers.baselines import nnUNetTrainerFocalLoss, nnUNetTrainerFocalTversky
 from nnunetv2_dbce.trainers.dbce import (nnUNetTrainerBalancedCE, nnUNetTrainerDBCE, nnUNetTrainerDBCE_derived,
                                          nnUNetTrainerDBCE_R1, nnUNetTrainerDBCE_R3, nnUNetTrainerDBCE_R5,
-                                         nnUNetTrainerDBCE_R10, nnUNetTrainerDBCE_R20)
+                                         nnUNetTrainerDBCE_R10, nnUNetTrainerDBCE_R20, nnUNetTrainerDiceDBCE,
+                                         nnUNetTrainerDiceDBCE_R1, nnUNetTrainerDiceDBCE_R3, nnUNetTrainerDiceDBCE_R5,
+                                         nnUNetTrainerDiceDBCE_R10, nnUNetTrainerDiceDBCE_R20)
 from nnunetv2_dbce.trainers.pm_dice import (nnUNetTrainerDBCEPMDice, nnUNetTrainerDBCEPMDice_R5_gamma2,
                                             nnUNetTrainerPMDice, nnUNetTrainerPMDice_gamma1, nnUNetTrainerPMDice_gamma2,
                                             nnUNetTrainerPMDice_gamma3, nnUNetTrainerPMDiceCE,
@@ -13,7 +15,8 @@ from nnunetv2_dbce.trainers.voxel_map_losses import nnUNetTrainerBoundaryLoss, n
 __all__ = ["nnUNetTrainerBalancedCE", "nnUNetTrainerBoundaryLoss", "nnUNetTrainerDBCE", "nnUNetTrainerDBCE_derived",
            "nnUNetTrainerDBCE_R1", "nnUNetTrainerDBCE_R3", "nnUNetTrainerDBCE_R5", "nnUNetTrainerDBCE_R10",
            "nnUNetTrainerDBCE_R20", "nnUNetTrainerDBCEPMDice", "nnUNetTrainerDBCEPMDice_R5_gamma2",
-           "nnUNetTrainerFocalLoss", "nnUNetTrainerFocalTversky", "nnUNetTrainerPMDice", "nnUNetTrainerPMDice_gamma1",
+           "nnUNetTrainerDiceDBCE", "nnUNetTrainerDiceDBCE_R1", "nnUNetTrainerDiceDBCE_R3", "nnUNetTrainerDiceDBCE_R5",
+           "nnUNetTrainerDiceDBCE_R10", "nnUNetTrainerDiceDBCE_R20", "nnUNetTrainerFocalLoss", "nnUNetTrainerFocalTversky", "nnUNetTrainerPMDice", "nnUNetTrainerPMDice_gamma1",
            "nnUNetTrainerPMDice_gamma2", "nnUNetTrainerPMDice_gamma3", "nnUNetTrainerPMDiceCE",
            "nnUNetTrainerPMDiceCE_gamma2", "nnUNetTrainerUNetBorderWeightedCE",
            "nnUNetTrainerVoxelMap"]

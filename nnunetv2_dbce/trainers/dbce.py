@@ -1,13 +1,16 @@
-"""nnU-Net trainers that train with DBCE. Everything but the loss (and the weight maps it needs) is nnU-Net's."""
+"""nnU-Net trainers that train with DBCE, alone or added to nnU-Net's soft Dice. Everything but the loss (and
+the weight maps it needs) is nnU-Net's."""
 from os.path import isdir
 from typing import Optional
 
 from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 
+from nnunetv2_dbce.losses.compound import DiceAndDBCELoss
 from nnunetv2_dbce.losses.dbce import DBCELoss, RegionDBCELoss
 from nnunetv2_dbce.structure_sizes import RADIUS_PER_STRUCTURE_RADIUS, derived_radius, measured_identifiers, \
     structure_radii
 from nnunetv2_dbce.trainers.settings import CheckpointedLossSettings
+from nnunetv2_dbce.trainers.soft_dice import nnunet_soft_dice
 from nnunetv2_dbce.trainers.voxel_map import nnUNetTrainerVoxelMap
 from nnunetv2_dbce.weight_maps import DBCEWeightMap, check_radius
 
@@ -105,3 +108,34 @@ class nnUNetTrainerDBCE_derived(nnUNetTrainerDBCE):
     """DBCE with the radius derived from the dataset's structure sizes (``derive_dilation_radius``), logged."""
 
     dilation_radius = None
+
+
+class nnUNetTrainerDiceDBCE(nnUNetTrainerDBCE):
+    """nnU-Net's Dice+CE with DBCE in place of CE, weighted 1:1 (``DiceAndDBCELoss``): the soft Dice exactly as
+    nnU-Net's ``_build_loss`` builds it (``MemoryEfficientSoftDiceLoss``, batch Dice from the plans, background
+    excluded, ignore label masked), DBCE with ``dilation_radius`` (default 3). Regions: Dice on the sigmoid
+    channels (background included) + ``RegionDBCELoss``, as nnU-Net's Dice+BCE with its BCE replaced."""
+
+    def build_voxel_map_loss(self) -> DiceAndDBCELoss:
+        return DiceAndDBCELoss(nnunet_soft_dice(self), self.label_manager.ignore_label,
+                               regions=self.label_manager.has_regions)
+
+
+class nnUNetTrainerDiceDBCE_R1(nnUNetTrainerDiceDBCE):
+    dilation_radius = 1
+
+
+class nnUNetTrainerDiceDBCE_R3(nnUNetTrainerDiceDBCE):
+    dilation_radius = 3
+
+
+class nnUNetTrainerDiceDBCE_R5(nnUNetTrainerDiceDBCE):
+    dilation_radius = 5
+
+
+class nnUNetTrainerDiceDBCE_R10(nnUNetTrainerDiceDBCE):
+    dilation_radius = 10
+
+
+class nnUNetTrainerDiceDBCE_R20(nnUNetTrainerDiceDBCE):
+    dilation_radius = 20

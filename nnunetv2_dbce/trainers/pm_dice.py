@@ -1,13 +1,12 @@
 """nnU-Net trainers with PM Dice: alone, with CE (nnU-Net's 1:1 weighting) and with DBCE."""
-import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunetv2.utilities.helpers import softmax_helper_dim1
 
-from nnunetv2_dbce.losses.compound import DBCEAndPMDiceLoss
+from nnunetv2_dbce.losses.compound import DiceAndDBCELoss
 from nnunetv2_dbce.losses.pm_dice import PMDiceLoss, check_gamma
 from nnunetv2_dbce.trainers.dbce import nnUNetTrainerDBCE
 from nnunetv2_dbce.trainers.deep_supervision import innermost
 from nnunetv2_dbce.trainers.settings import CheckpointedLossSettings
+from nnunetv2_dbce.trainers.soft_dice import nnunet_soft_dice
 
 
 class PMDiceGamma(CheckpointedLossSettings):
@@ -28,14 +27,9 @@ class PMDiceGamma(CheckpointedLossSettings):
     def describe_loss_settings(self) -> list:
         return [*super().describe_loss_settings(), f"PM Dice: gamma {list(self.pm_dice_gamma)}"]
 
-    def build_pm_dice(self):
-        """PM Dice with the settings nnU-Net's ``_build_loss`` gives its soft Dice: sigmoid and background
-        included for regions, softmax and background excluded for labels; batch Dice from the plans, smoothing
-        1e-5, the DDP sums when distributed; compiled when nnU-Net compiles."""
-        regions = self.label_manager.has_regions
-        pm_dice = PMDiceLoss(torch.sigmoid if regions else softmax_helper_dim1, self.pm_dice_gamma,
-                             self.configuration_manager.batch_dice, do_bg=regions, smooth=1e-5, ddp=self.is_ddp)
-        return torch.compile(pm_dice) if self._do_i_compile() else pm_dice
+    def build_pm_dice(self) -> PMDiceLoss:
+        """PM Dice with the settings nnU-Net's ``_build_loss`` gives its soft Dice (``nnunet_soft_dice``)."""
+        return nnunet_soft_dice(self, PMDiceLoss, gamma=self.pm_dice_gamma)
 
 
 class nnUNetTrainerPMDiceCE(PMDiceGamma, nnUNetTrainer):
@@ -75,8 +69,8 @@ class nnUNetTrainerDBCEPMDice(PMDiceGamma, nnUNetTrainerDBCE):
     """DBCE (class imbalance) + PM Dice (difficulty imbalance), weighted 1:1, PM Dice on nnU-Net's Dice settings
     (batch Dice from the plans, background excluded for labels, included for regions, smoothing 1e-5)."""
 
-    def build_voxel_map_loss(self) -> DBCEAndPMDiceLoss:
-        return DBCEAndPMDiceLoss(self.build_pm_dice(), self.label_manager.ignore_label,
+    def build_voxel_map_loss(self) -> DiceAndDBCELoss:
+        return DiceAndDBCELoss(self.build_pm_dice(), self.label_manager.ignore_label,
                                  regions=self.label_manager.has_regions)
 
 

@@ -7,7 +7,7 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunetv2_dbce.trainers import nnUNetTrainerBalancedCE, nnUNetTrainerDBCE, nnUNetTrainerDBCEPMDice, \
-    nnUNetTrainerPMDice, nnUNetTrainerPMDiceCE
+    nnUNetTrainerDiceDBCE, nnUNetTrainerPMDice, nnUNetTrainerPMDiceCE
 
 
 class FewIterations:
@@ -36,6 +36,10 @@ class nnUNetTrainerPMDiceCE_tiny(FewIterations, nnUNetTrainerPMDiceCE):
 
 class nnUNetTrainerDBCEPMDice_tiny(FewIterations, nnUNetTrainerDBCEPMDice):
     dilation_radius = 3
+
+
+class nnUNetTrainerDiceDBCE_tiny(FewIterations, nnUNetTrainerDiceDBCE):
+    pass
 
 
 class nnUNetTrainerBalancedCE_tiny(FewIterations, nnUNetTrainerBalancedCE):
