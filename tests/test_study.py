@@ -2,8 +2,13 @@
 import csv
 import json
 import math
+import os
+import platform
 import shutil
 import subprocess
+import sys
+import zipfile
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +20,9 @@ from helpers import DATASET_ID, run_cli
 from reference import reference_surface_metrics
 from nnunetv2_dbce.tools.nnunet import nnunet_command
 from nnunetv2_dbce.tools.plans import derive_small_plans
+from nnunetv2_dbce.tools.provenance import checkout_commit, cpu_name, package_commit
 from nnunetv2_dbce.tools.study import (add_size_bins, comparisons, fold_dice_table, fold_sections, label_names,
-                                      metrics_table, paper_baselines)
+                                      metrics_table, paper_baselines, provenance_lines)
 from nnunetv2_dbce.tools.surface_metrics import surface_distances
 from nnunetv2_dbce.weight_maps import dilated_balanced_weights
 
@@ -187,6 +193,42 @@ def test_the_derived_radius_is_compared_with_every_fixed_radius():
     assert against[("nnUNetTrainerDBCE_derived", "nnUNetTrainerDBCE_R3")]["median_difference"] == pytest.approx(0.2)
 
 
+def test_report_lists_provenance_and_says_where_records_disagree():
+    described = {"nnunetv2": "2.8.1", "torch": "2.14.1", "device": "cpu (x)", "seed": None}
+    runs = {"nnUNetTrainer": {0: {"provenance": described}, 1: {"provenance": dict(described, torch="2.13.0")}},
+            "nnUNetTrainerDBCE_R3": {0: {"provenance": dict(described, seed=3)}, 1: {}}}
+    lines, warnings = provenance_lines(runs)
+    assert lines == ["- no provenance (recorded before nnunetv2-dbce kept it): 1 runs",
+                     "- nnunetv2: 2.8.1 (3 runs)", "- torch: 2.14.1 (2 runs); 2.13.0 (1 runs)",
+                     "- device: cpu (x) (3 runs)", "- seed: None (2 runs); 3 (1 runs)"]
+    assert warnings == ["The records disagree on torch: 2.14.1 (Dice+CE (default) fold 0, DBCE_R3 fold 0); "
+                        "2.13.0 (Dice+CE (default) fold 1)"]  # a seed may differ: not an environment field
+    assert provenance_lines({"nnUNetTrainer": {0: {"provenance": described}}})[1] == []
+
+
+def git(folder, *arguments):
+    return subprocess.run(["git", "-C", str(folder), *arguments], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_commit_of_a_checkout_and_of_a_built_wheel(tmp_path):
+    """The package's commit: HEAD of the checkout it is imported from (+dirty when its files changed), nothing for
+    a folder that is not at the top of a checkout, and the commit the build hook writes into a wheel."""
+    repository = Path(__file__).resolve().parents[1]
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repository), str(clone)], check=True)
+    head = git(clone, "rev-parse", "HEAD")
+    assert checkout_commit(clone / "nnunetv2_dbce") == head
+    (clone / "nnunetv2_dbce" / "__init__.py").write_text("# changed\n")
+    assert checkout_commit(clone / "nnunetv2_dbce") == head + "+dirty"
+    assert checkout_commit(clone / "nnunetv2_dbce" / "losses") is None and checkout_commit(tmp_path) is None
+    git(clone, "checkout", "-q", "--", "nnunetv2_dbce")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "wheel"),
+                    str(clone)], check=True, capture_output=True)
+    with zipfile.ZipFile(next((tmp_path / "wheel").glob("*.whl"))) as wheel:
+        assert wheel.read("nnunetv2_dbce/BUILD_COMMIT").decode().strip() == head
+
+
 def test_study_smoke_run_records_and_resume(preprocessed_dataset, nnunet_env, tmp_path):
     """One tiny trainer, one fold, through the study script: records agree with nnU-Net's own validation,
     a second call reuses the record instead of training again, other settings are refused, and the report
@@ -194,7 +236,8 @@ def test_study_smoke_run_records_and_resume(preprocessed_dataset, nnunet_env, tm
     out, work = tmp_path / "study", tmp_path / "work"
     command = [STUDY, str(DATASET_ID), "-c", "2d", "-tr",
                "nnUNetTrainerDBCE_tiny", "-f", "0", "--epochs", "1", "--iterations", "2", "--val-iterations", "1",
-               "--batch-size", "2", "--features", "8", "--disable-tta", "-o", str(out), "--work", str(work)]
+               "--batch-size", "2", "--features", "8", "--disable-tta", "-o", str(out), "--work", str(work),
+               "--seed", "7"]
     first = run_cli(command, nnunet_env)
     assert "Study plans: nnUNetPlans_bs2_f8" in first.stdout and "training" in first.stdout
     run = work / "nnUNet_results" / preprocessed_dataset.name / "nnUNetTrainerDBCE_tiny__nnUNetPlans_bs2_f8__2d" \
@@ -209,6 +252,14 @@ def test_study_smoke_run_records_and_resume(preprocessed_dataset, nnunet_env, tm
     record = json.loads((out / "runs" / "nnUNetTrainerDBCE_tiny__fold0.json").read_text())
     assert len(record["curves"]["train_losses"]) == 1 and record["minutes"] > 0
     assert record["loss_settings"] == {"dilation_radius": 3.0}  # read back from the final checkpoint
+    assert len(record["curves"]["dice_per_class"]) == 1 and len(record["curves"]["dice_per_class"][0]) == 2
+    import torch
+    assert record["provenance"] == {
+        "nnunetv2_dbce": metadata.version("nnunetv2-dbce"), "commit": package_commit(),
+        "nnunetv2": metadata.version("nnunetv2"), "torch": torch.__version__, "python": platform.python_version(),
+        "device": f"cpu ({cpu_name()})", "threads": os.cpu_count(), "augmentation_workers": 2, "seed": 7,
+        "host_cpus": os.cpu_count()}
+    assert f"- torch: {torch.__version__} (1 runs)" in (out / "results.md").read_text()
     assert "DBCE_tiny" in (out / "results.md").read_text()
     assert "- DBCE_tiny: dilation_radius 3.0" in (out / "results.md").read_text()
     for png in ("metrics.png", "size.png", "curves.png"):

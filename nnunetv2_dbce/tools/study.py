@@ -34,6 +34,7 @@ import numpy as np
 from nnunetv2_dbce.tools.evaluate import CASE_METRICS, csv_rows, evaluate_folder, lesion_scores, size_bin, size_bins
 from nnunetv2_dbce.tools.plans import derive_small_plans
 from nnunetv2_dbce.tools.nnunet import dataset_folder, dataset_name, nnunet_command
+from nnunetv2_dbce.tools.provenance import ENVIRONMENT_FIELDS, provenance
 from nnunetv2_dbce.tools.statistics import holm, paired_comparison
 
 # Named by their settings (never a package default, which may change), so a record always says what ran.
@@ -82,6 +83,8 @@ def parse_args(argv=None):
     parser.add_argument("--work", type=Path, help="trained models and logs; default: OUT/work")
     parser.add_argument("--report-only", action="store_true", help="train nothing: report the records in OUT")
     parser.add_argument("-device", "--device", default="cpu", choices=("cpu", "cuda", "mps"))
+    parser.add_argument("--seed", type=int, help="seed torch, NumPy and random before each run (initial weights, "
+                        "sampling; nnU-Net's augmentation workers and threads still make runs differ); recorded")
     parser.add_argument("--run-one", nargs=2, metavar=("TRAINER", "FOLD"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.work = args.work or args.out / "work"
@@ -116,10 +119,16 @@ def train_one(args, plans: str, trainer_name: str, fold: int):
     before it initialises (the learning-rate schedule follows ``num_epochs``). ``--disable-tta`` validates
     without mirroring; the checkpoints keep nnU-Net's mirroring axes for later predictions.
     """
+    import random
+
     import torch
     from nnunetv2.run.run_training import get_trainer_from_args, maybe_load_checkpoint
     if args.device == "cpu":
-        torch.set_num_threads(os.cpu_count())
+        torch.set_num_threads(run_threads(args))
+    if args.seed is not None:
+        random.seed(args.seed)
+        np.random.seed(args.seed)
+        torch.manual_seed(args.seed)
     trainer = get_trainer_from_args(args.dataset, args.configuration, fold, trainer_name, plans,
                                     device=torch.device(args.device))
     trainer.num_epochs = args.epochs
@@ -132,20 +141,35 @@ def train_one(args, plans: str, trainer_name: str, fold: int):
     trainer.perform_actual_validation()
 
 
+def run_threads(args) -> int:
+    """Torch threads of one run on the CPU: every core."""
+    return os.cpu_count()
+
+
+def run_provenance(args) -> dict:
+    """The provenance fields of a run trained by this study process (``tools.provenance``)."""
+    from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
+    return provenance(args.device, run_threads(args) if args.device == "cpu" else None, get_allowed_n_proc_DA(),
+                      args.seed)
+
+
 def finished(run: Path) -> bool:
     """Whether nnU-Net's final validation of a run is written."""
     return (run / "validation" / "summary.json").is_file()
 
 
 def run_facts(run: Path) -> dict:
-    """From a finished run's final checkpoint: nnU-Net's logged curves (train/val loss, EMA pseudo Dice per
-    epoch) and the loss settings the package's trainers record there (e.g. a derived radius; None otherwise)."""
+    """From a finished run's final checkpoint: nnU-Net's logged curves (train/val loss, EMA pseudo Dice and the
+    pseudo Dice of each label or region per epoch) and the loss settings the package's trainers record there
+    (e.g. a derived radius; None otherwise)."""
     import torch
     from nnunetv2_dbce.trainers.settings import SETTINGS_KEY, without_trainer
     checkpoint = torch.load(run / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     logging = checkpoint["logging"]
     settings = checkpoint["init_args"].get(SETTINGS_KEY)
-    return {"curves": {key: [float(v) for v in logging[key]] for key in ("train_losses", "val_losses", "ema_fg_dice")},
+    curves = {key: [float(v) for v in logging[key]] for key in ("train_losses", "val_losses", "ema_fg_dice")}
+    curves["dice_per_class"] = [[float(v) for v in epoch] for epoch in logging["dice_per_class_or_region"]]
+    return {"curves": curves,
             "loss_settings": without_trainer(settings) if settings else None}
 
 
@@ -160,7 +184,8 @@ def write_record(args, run: Path, trainer: str, fold: int, dataset_json: dict, m
         writer.writeheader()
         writer.writerows(csv_rows(summary, dataset_json["file_ending"]))
     record_path(args.out, trainer, fold, ".json").write_text(json.dumps(
-        {"trainer": trainer, "fold": fold, "minutes": minutes, **run_facts(run)}, indent=1))
+        {"trainer": trainer, "fold": fold, "minutes": minutes, **run_facts(run), "provenance": run_provenance(args)},
+        indent=1))
 
 
 def label_names(dataset_json: dict) -> dict:
@@ -197,7 +222,8 @@ def child_arguments(args, plans: str):
     """The options a child process needs to train one run, with the study's (derived) plans identifier."""
     return [args.dataset, "-c", args.configuration, "-p", plans, "--epochs", str(args.epochs), "--iterations",
             str(args.iterations), "--val-iterations", str(args.val_iterations), "-o", str(args.out), "--work",
-            str(args.work), "--device", args.device, *(["--disable-tta"] if args.disable_tta else [])]
+            str(args.work), "--device", args.device, *(["--disable-tta"] if args.disable_tta else []),
+            *(["--seed", str(args.seed)] if args.seed is not None else [])]
 
 
 def run_study(args):
@@ -393,6 +419,28 @@ def settings_lines(runs: dict, trainers) -> list:
     return lines
 
 
+def provenance_lines(runs: dict) -> tuple:
+    """Lines of the report's header naming what produced the records (each provenance field with its values and
+    how many runs had each), and the warnings for fields of ``ENVIRONMENT_FIELDS`` on which the records disagree."""
+    described = {(trainer, fold): meta.get("provenance") for trainer, per_fold in runs.items()
+                 for fold, meta in per_fold.items()}
+    missing = sorted(key for key, value in described.items() if value is None)
+    lines, warnings = [], []
+    if missing:
+        lines.append(f"- no provenance (recorded before nnunetv2-dbce kept it): {len(missing)} runs")
+    fields = [field for value in described.values() if value for field in value]
+    for field in dict.fromkeys(fields):
+        by_value = {}
+        for (trainer, fold), value in sorted(described.items()):
+            if value:
+                by_value.setdefault(str(value.get(field)), []).append(f"{short(trainer)} fold {fold}")
+        lines.append(f"- {field}: " + "; ".join(f"{value} ({len(members)} runs)" for value, members in by_value.items()))
+        if field in ENVIRONMENT_FIELDS and len(by_value) > 1:
+            warnings.append(f"The records disagree on {field}: " + "; ".join(
+                f"{value} ({', '.join(members)})" for value, members in by_value.items()))
+    return lines, warnings
+
+
 def fold_sections(fold_sets: dict) -> list:
     """``(title, trainers, folds)`` per table of the report: the folds every trainer ran, then each other fold
     set some trainer ran (fewest folds first) with every trainer that ran at least those folds."""
@@ -432,6 +480,9 @@ def report(out: Path):
             f"cases in tertiles of reference volume (edges per label: "
             + "; ".join(f"{names[k]} {', '.join(f'{e:.0f}' for e in v)}" for k, v in edges.items()) + ").",
             f"{len(minutes)} runs trained here, {min(minutes):.1f}-{max(minutes):.1f} min each." if minutes else "", ""]
+    described, disagreements = provenance_lines(runs)
+    text += ["Provenance of the records:", "", *described, "", *[f"**{w}**" for w in disagreements],
+             *([""] if disagreements else [])]
     for title, members, folds in sections:
         text += [f"## {title}", "", metrics_table(rows, members, folds, names), ""]
         if len(folds) > 1:
@@ -450,6 +501,8 @@ def report(out: Path):
     plot_curves({t: [runs[t][f]["curves"] for f in fold_sets[t]] for t in trainers}, out / "curves.png")
     (out / "comparisons.json").write_text(json.dumps(tests, indent=1))
     print("\n".join(text))
+    for warning in disagreements:
+        print(f"Warning: {warning}", file=sys.stderr)
     print(f"Wrote {out / 'results.csv'}, results.md, comparisons.json, metrics.png, size.png, curves.png")
 
 
