@@ -40,7 +40,7 @@ from nnunetv2_dbce.tools.statistics import holm, paired_comparison
 # Named by their settings (never a package default, which may change), so a record always says what ran.
 DEFAULT_TRAINERS = ("nnUNetTrainerCELoss", "nnUNetTrainerBalancedCE", "nnUNetTrainerDBCE_R1",
                     "nnUNetTrainerDBCE_R3", "nnUNetTrainerDBCE_R5", "nnUNetTrainerDBCE_R10",
-                    "nnUNetTrainerDBCE_derived", "nnUNetTrainer",
+                    "nnUNetTrainerDBCE_derived", "nnUNetTrainerDiceDBCE_R3", "nnUNetTrainer",
                     "nnUNetTrainerDiceLoss", "nnUNetTrainerTopk10Loss", "nnUNetTrainerDiceTopK10Loss",
                     "nnUNetTrainerFocalLoss", "nnUNetTrainerFocalTversky", "nnUNetTrainerPMDice_gamma1",
                     "nnUNetTrainerPMDice_gamma2", "nnUNetTrainerPMDice_gamma3", "nnUNetTrainerPMDiceCE_gamma2",
