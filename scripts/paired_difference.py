@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from nnunetv2_dbce.tools.statistics import paired_comparison
-from nnunetv2_dbce.tools.study import load_records, paired_values
+from nnunetv2_dbce.tools.study_report import load_records, paired_values
 
 
 def main():

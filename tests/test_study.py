@@ -21,8 +21,9 @@ from reference import reference_surface_metrics
 from nnunetv2_dbce.tools.nnunet import nnunet_command
 from nnunetv2_dbce.tools.plans import derive_small_plans
 from nnunetv2_dbce.tools.provenance import checkout_commit, cpu_name, package_commit
-from nnunetv2_dbce.tools.study import (add_size_bins, comparisons, fold_dice_table, fold_sections, label_names,
-                                      metrics_table, paper_baselines, provenance_lines)
+from nnunetv2_dbce.tools.study import label_names
+from nnunetv2_dbce.tools.study_report import (add_size_bins, comparisons, fold_dice_table, fold_sections,
+                                             metrics_table, paper_baselines, provenance_lines)
 from nnunetv2_dbce.tools.surface_metrics import surface_distances
 from nnunetv2_dbce.weight_maps import dilated_balanced_weights
 
@@ -257,7 +258,7 @@ def test_study_smoke_run_records_and_resume(preprocessed_dataset, nnunet_env, tm
     assert record["provenance"] == {
         "nnunetv2_dbce": metadata.version("nnunetv2-dbce"), "commit": package_commit(),
         "nnunetv2": metadata.version("nnunetv2"), "torch": torch.__version__, "python": platform.python_version(),
-        "device": f"cpu ({cpu_name()})", "threads": os.cpu_count(), "augmentation_workers": 2, "seed": 7,
+        "device": f"cpu ({cpu_name()})", "gpus": None, "threads": os.cpu_count(), "augmentation_workers": 2, "seed": 7,
         "host_cpus": os.cpu_count()}
     assert f"- torch: {torch.__version__} (1 runs)" in (out / "results.md").read_text()
     assert "DBCE_tiny" in (out / "results.md").read_text()

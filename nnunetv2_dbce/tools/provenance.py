@@ -49,13 +49,15 @@ def device_name(device: str) -> str:
     return f"{device} ({cpu_name()})" if device == "cpu" else device
 
 
-def provenance(device: str, threads: int, augmentation_workers: int, seed: Optional[int]) -> dict:
+def provenance(device: str, threads: Optional[int], augmentation_workers: int, seed: Optional[int],
+               gpus: Optional[int] = None) -> dict:
     """The fields every study record carries: package version and commit, nnU-Net, torch and Python versions,
-    the device, torch's threads and nnU-Net's augmentation workers of the run, and its seed (None: unseeded)."""
+    the device, the GPUs of the run (None on the CPU), torch's threads (None on a GPU) and nnU-Net's
+    augmentation workers of the run, its seed (None: unseeded) and the machine's CPU count."""
     import torch
     return {"nnunetv2_dbce": metadata.version("nnunetv2-dbce"), "commit": package_commit(),
             "nnunetv2": metadata.version("nnunetv2"), "torch": torch.__version__,
-            "python": platform.python_version(), "device": device_name(device), "threads": threads,
+            "python": platform.python_version(), "device": device_name(device), "gpus": gpus, "threads": threads,
             "augmentation_workers": augmentation_workers, "seed": seed, "host_cpus": os.cpu_count()}
 
 
