@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import DATASET_3D_ID, DATASET_ID, USER_TRAINER_FOLDER, run_cli
+from helpers import DATASET_3D_ID, DATASET_ID, STUDY, TINY_STUDY, USER_TRAINER_FOLDER, run_cli
 from nnunetv2_dbce.tools.nnunet import nnunet_command
 from nnunetv2_dbce.tools.synthetic import write_synthetic_dataset
 
@@ -29,6 +29,16 @@ def preprocessed_dataset(nnunet_env):
     run_cli([nnunet_command("nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", "2d", "-np", "2"],
             nnunet_env)
     return folder
+
+
+@pytest.fixture(scope="session")
+def local_tiny_study(preprocessed_dataset, nnunet_env, tmp_path_factory):
+    """The tiny study (DBCE and Dice+CE, fold 0, seed 7) run locally, one run after another: ``(command, records
+    folder, work folder, completed process)``."""
+    folder = tmp_path_factory.mktemp("local_study")
+    command = [STUDY, str(DATASET_ID), *TINY_STUDY, "-tr", "nnUNetTrainerDBCE_tiny", "nnUNetTrainer_tiny", "--seed",
+               "7", "-o", str(folder / "study"), "--work", str(folder / "work")]
+    return command, folder / "study", folder / "work", run_cli(command, nnunet_env)
 
 
 @pytest.fixture

@@ -5,10 +5,18 @@ from pathlib import Path
 
 import torch
 
+from nnunetv2_dbce.tools.nnunet import nnunet_command
+
 TESTS = Path(__file__).parent
 USER_TRAINER_FOLDER = TESTS / "ext_trainers"
 DATASET_ID = 991
 DATASET_3D_ID = 993
+# A study of one fold, one epoch of 2 iterations, batch 2 and 8 first-stage features: a minute per run.
+TINY_STUDY = ["-c", "2d", "-f", "0", "--epochs", "1", "--iterations", "2", "--val-iterations", "1", "--batch-size",
+              "2", "--features", "8", "--disable-tta"]
+
+
+STUDY = nnunet_command("nnUNetv2_dbce_study")
 
 
 def run_cli(command, env, timeout=900):

@@ -230,16 +230,11 @@ def test_commit_of_a_checkout_and_of_a_built_wheel(tmp_path):
         assert wheel.read("nnunetv2_dbce/BUILD_COMMIT").decode().strip() == head
 
 
-def test_study_smoke_run_records_and_resume(preprocessed_dataset, nnunet_env, tmp_path):
-    """One tiny trainer, one fold, through the study script: records agree with nnU-Net's own validation,
-    a second call reuses the record instead of training again, other settings are refused, and the report
-    is made again from the records alone."""
-    out, work = tmp_path / "study", tmp_path / "work"
-    command = [STUDY, str(DATASET_ID), "-c", "2d", "-tr",
-               "nnUNetTrainerDBCE_tiny", "-f", "0", "--epochs", "1", "--iterations", "2", "--val-iterations", "1",
-               "--batch-size", "2", "--features", "8", "--disable-tta", "-o", str(out), "--work", str(work),
-               "--seed", "7"]
-    first = run_cli(command, nnunet_env)
+def test_study_smoke_run_records_and_resume(local_tiny_study, preprocessed_dataset, nnunet_env, tmp_path):
+    """Two tiny trainers, one fold, through the study script: records agree with nnU-Net's own validation and
+    carry their provenance, a second call reuses the records instead of training again, other settings are
+    refused, and the report is made again from the records alone."""
+    command, out, work, first = local_tiny_study
     assert "Study plans: nnUNetPlans_bs2_f8" in first.stdout and "training" in first.stdout
     run = work / "nnUNet_results" / preprocessed_dataset.name / "nnUNetTrainerDBCE_tiny__nnUNetPlans_bs2_f8__2d" \
         / "fold_0"
@@ -258,25 +253,25 @@ def test_study_smoke_run_records_and_resume(preprocessed_dataset, nnunet_env, tm
     assert record["provenance"] == {
         "nnunetv2_dbce": metadata.version("nnunetv2-dbce"), "commit": package_commit(),
         "nnunetv2": metadata.version("nnunetv2"), "torch": torch.__version__, "python": platform.python_version(),
-        "device": f"cpu ({cpu_name()})", "gpus": None, "threads": os.cpu_count(), "augmentation_workers": 2, "seed": 7,
-        "host_cpus": os.cpu_count()}
-    assert f"- torch: {torch.__version__} (1 runs)" in (out / "results.md").read_text()
-    assert "DBCE_tiny" in (out / "results.md").read_text()
-    assert "- DBCE_tiny: dilation_radius 3.0" in (out / "results.md").read_text()
+        "device": f"cpu ({cpu_name()})", "gpus": None, "threads": os.cpu_count(), "augmentation_workers": 2,
+        "seed": 7, "host_cpus": os.cpu_count()}
+    report = (out / "results.md").read_text()
+    assert f"- torch: {torch.__version__} (2 runs)" in report and "- seed: 7 (2 runs)" in report
+    assert "| DBCE_tiny |" in report and "| _tiny |" in report and "- DBCE_tiny: dilation_radius 3.0" in report
     for png in ("metrics.png", "size.png", "curves.png"):
         assert Image.open(out / png).size[0] > 100
     checkpoint_time = (run / "checkpoint_final.pth").stat().st_mtime
     second = run_cli(command, nnunet_env)
-    assert "recorded before, reusing" in second.stdout
+    assert "nnUNetTrainerDBCE_tiny fold 0: recorded before, reusing" in second.stdout and "training" not in second.stdout
     assert (run / "checkpoint_final.pth").stat().st_mtime == checkpoint_time
     other = subprocess.run([*command[:command.index("--epochs")], "--epochs", "2",
                             *command[command.index("--epochs") + 2:]], env=nnunet_env, capture_output=True, text=True)
     assert other.returncode != 0 and "holds a study with other settings (epochs: 1 -> 2)" in other.stderr
-    shutil.rmtree(work)  # a new machine: only the records are left
-    (out / "results.md").unlink()
-    run_cli([STUDY, str(DATASET_ID), "--report-only", "-o", str(out)],
-            nnunet_env)
-    assert "DBCE_tiny" in (out / "results.md").read_text()
+    records_only = tmp_path / "records"  # a new machine: only the committed records are left
+    shutil.copytree(out / "runs", records_only / "runs")
+    shutil.copy(out / "study.json", records_only)
+    run_cli([STUDY, str(DATASET_ID), "--report-only", "-o", str(records_only)], nnunet_env)
+    assert (records_only / "results.md").read_text() == report
 
 
 def test_inspector_writes_the_training_weight_map(preprocessed_dataset, nnunet_env, tmp_path):

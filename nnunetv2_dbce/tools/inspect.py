@@ -1,6 +1,7 @@
 """Weight-map inspector: the DBCE weight map of one preprocessed nnU-Net case, as NIfTI and as a PNG montage.
 
-    nnUNetv2_dbce_inspect DATASET CASE [-c 2d] [-r 0 5 10] [-o inspect/]
+    nnUNetv2_dbce_inspect DATASET CASE [-c 2d] [-r 0 5 10] [-o inspect/] [--summary]
+    nnUNetv2_dbce_inspect DATASET --fold 2 [-c 2d] [-r 0 3 5] [--split val]   # the summary of a fold's cases
 
 Writes ``<case>_image.nii.gz`` (first channel), ``<case>_label.nii.gz`` and ``<case>_weights_R<r>.nii.gz``
 per radius, all on the preprocessed voxel grid with the configuration's spacing, so they overlay each other
@@ -8,6 +9,10 @@ in ITK-SNAP or 3D Slicer; and ``<case>_weight_map.png``: image, label and each w
 the most foreground. The whole case is weighted as one patch (training computes the map per augmented
 patch, so class shares there vary with the crop); 2D configurations weight each slice on its own, as
 their 2D patches are.
+
+``--summary`` (or ``--fold``) prints, per radius and label, what the weights give the label: its weight relative
+to the background outside every band (1 is plain CE), its share of the patch's total weight, the share of its
+background band, and how much of its band it shares with another label's band.
 """
 import argparse
 from pathlib import Path
@@ -15,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunetv2_dbce.tools.nnunet import check_configuration, dataset_folder
-from nnunetv2_dbce.weight_maps import dilated_balanced_weights
+from nnunetv2_dbce.weight_maps import axis_scale, dilate, dilated_balanced_weights
 
 
 def load_preprocessed_case(dataset: str, case: str, configuration: str, plans: str):
@@ -49,6 +54,53 @@ def weight_map(label_map: np.ndarray, radius: float, spacing, is_2d: bool, ignor
     if is_2d:
         return np.stack([dilated_balanced_weights(s, radius, spacing[1:], ignore_label) for s in label_map])
     return dilated_balanced_weights(label_map, radius, spacing, ignore_label)
+
+
+def patch_shares(label_map: np.ndarray, weights: np.ndarray, radius: float, spacing) -> dict:
+    """What the weight map of one patch gives each foreground class c present in it:
+    ``relative``: c's weight over the weight of the background outside every band (1 = plain CE);
+    ``share``: the part of the patch's total weight on c's voxels (plain CE: c's area fraction);
+    ``band_share``: the part on the background band around c (voxels of c's dilated mask not of any class);
+    ``shared_band``: the part of c's band that lies in another class's band too (those voxels take the larger
+    weight of the two)."""
+    scale = axis_scale(spacing, label_map.ndim)
+    classes = [int(c) for c in np.unique(label_map) if c > 0]
+    dilated = {c: dilate(label_map == c, radius, scale) for c in classes}
+    outside = ~np.any(list(dilated.values()), axis=0) if classes else np.ones(label_map.shape, bool)
+    background_weight = float(weights[outside].mean()) if outside.any() else float("nan")
+    total = float(weights.sum())
+    shares = {}
+    for c in classes:
+        band = dilated[c] & (label_map == 0)
+        others = np.any([d for o, d in dilated.items() if o != c], axis=0) if len(classes) > 1 else np.zeros_like(band)
+        shares[c] = {"relative": float(weights[label_map == c][0]) / background_weight,
+                     "share": float(weights[label_map == c].sum()) / total,
+                     "band_share": float(weights[band].sum()) / total,
+                     "shared_band": float((band & others).sum()) / max(1, int(band.sum()))}
+    return shares
+
+
+def weight_summary(cases, radii, labels: dict) -> str:
+    """Per radius and foreground label: ``patch_shares`` averaged over the patches (2D: slices; 3D: volumes)
+    that contain the label, as a Markdown table. ``cases``: ``(label_map, spacing, is_2d)``."""
+    per = {(r, c): [] for r in radii for c in labels}
+    for label_map, spacing, is_2d in cases:
+        patches = [(s, spacing[1:]) for s in label_map] if is_2d else [(label_map, spacing)]
+        for patch, patch_spacing in patches:
+            for radius in radii:
+                weights = dilated_balanced_weights(patch, radius, patch_spacing)
+                for c, values in patch_shares(patch, weights, radius, patch_spacing).items():
+                    per[(radius, c)].append(values)
+    lines = ["| R | label | patches | weight / background's | share of the weight | share of its band | "
+             "band shared with another label |", "|---|---|---|---|---|---|---|"]
+    for radius in radii:
+        for c, name in labels.items():
+            values = per[(radius, c)]
+            if values:
+                mean = {key: np.nanmean([v[key] for v in values]) for key in values[0]}
+                lines.append(f"| {radius:g} | {name} | {len(values)} | {mean['relative']:.2f} | {mean['share']:.3f} | "
+                             f"{mean['band_share']:.3f} | {mean['shared_band']:.3f} |")
+    return "\n".join(lines)
 
 
 def write_nifti(array: np.ndarray, spacing, path: Path):
@@ -89,17 +141,50 @@ def montage(image: np.ndarray, label_map: np.ndarray, weights: dict, title: str,
     plt.close(figure)
 
 
+def fold_cases(dataset: str, fold: int, split: str) -> list:
+    """The cases of nnU-Net's fold ``fold`` (``split``: ``train`` or ``val``) from ``splits_final.json``."""
+    import json
+    path = dataset_folder(dataset) / "splits_final.json"
+    if not path.is_file():
+        raise SystemExit(f"{path} does not exist: nnU-Net writes it when it first trains a fold")
+    splits = json.loads(path.read_text())
+    if not 0 <= fold < len(splits):
+        raise SystemExit(f"{path} has folds 0-{len(splits) - 1}, not {fold}")
+    return splits[fold][split]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="nnUNetv2_dbce_inspect", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", help="nnU-Net dataset id or name")
-    parser.add_argument("case", help="case identifier, e.g. hippocampus_001")
+    parser.add_argument("case", nargs="?", help="case identifier, e.g. hippocampus_001")
     parser.add_argument("-c", "--configuration", default="2d")
     parser.add_argument("-p", "--plans", default="nnUNetPlans")
     parser.add_argument("-r", "--radii", type=float, nargs="+", default=[0, 5, 10])
     parser.add_argument("-o", "--out", type=Path, default=Path("weight_maps"))
     parser.add_argument("--png", type=Path, help="montage path (default: <out>/<case>_weight_map.png)")
+    parser.add_argument("--fold", type=int, help="instead of one case: the --summary of every case of this fold "
+                        "of nnU-Net's splits (the training cases, or --split val)")
+    parser.add_argument("--split", choices=("train", "val"), default="train")
+    parser.add_argument("--summary", action="store_true", help="print what each radius's weights give each label "
+                        "(weight relative to the background, share of the weight, of its band, band shared with "
+                        "another label), averaged over the patches (2D: slices) holding the label")
     args = parser.parse_args(argv)
+    if (args.case is None) == (args.fold is None):
+        parser.error("give a case or --fold (not both)")
+
+    import json
+    labels = {value: name for name, value in
+              json.loads((dataset_folder(args.dataset) / "dataset.json").read_text())["labels"].items()
+              if isinstance(value, int) and value > 0 and name != "ignore"}
+    if args.fold is not None:
+        cases = []
+        for case in fold_cases(args.dataset, args.fold, args.split):
+            _, label_map, spacing, is_2d, _ = load_preprocessed_case(args.dataset, case, args.configuration, args.plans)
+            cases.append((label_map, spacing, is_2d))
+        print(f"{len(cases)} {args.split} cases of fold {args.fold}, {args.configuration}:")
+        print(weight_summary(cases, args.radii, labels))
+        return
 
     image, label_map, spacing, is_2d, ignore_label = load_preprocessed_case(args.dataset, args.case,
                                                                             args.configuration, args.plans)
@@ -117,6 +202,8 @@ def main(argv=None):
     slice_image = np.moveaxis(image[:, shown], 0, -1) if image.shape[0] == 3 else image[0, shown]
     montage(slice_image, label_map[shown], {r: w[shown] for r, w in weights.items()}, title, png)
     print(f"wrote {args.out}/{args.case}_{{image,label,weights_R*}}.nii.gz and {png}")
+    if args.summary:
+        print(weight_summary([(label_map, spacing, is_2d)], args.radii, labels))
 
 
 if __name__ == "__main__":

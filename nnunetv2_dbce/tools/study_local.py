@@ -120,7 +120,7 @@ class LocalScheduler:
             self.free.append(resources)
             if process.returncode != 0:
                 self.failed.append(run)
-                self.say(f"{run.name}: FAILED (exit {process.returncode}); see {run.log}")
+                self.say(f"FAILED: {run.failure(process.returncode)}")
                 continue
             self.durations.append(time.monotonic() - start)
             self.record(run, round(self.durations[-1] / 60, 2), resources)

@@ -91,6 +91,18 @@ class StudyRun:
         lines = [line for line in logs[-1].read_text(errors="replace").splitlines() if ": Epoch " in line]
         return int(lines[-1].rsplit("Epoch ", 1)[1]) if lines else 0
 
+    def failure(self, code: int) -> str:
+        """Why the child failed, in one line: its exit code, the last line of its log (the exception, for an
+        error in Python) and where the log is."""
+        try:
+            with open(self.log, "rb") as handle:
+                handle.seek(max(0, handle.seek(0, os.SEEK_END) - 20000))
+                lines = [line.strip() for line in handle.read().decode(errors="replace").splitlines() if line.strip()]
+        except OSError:
+            lines = []
+        cause = f": {lines[-1]}" if lines else ""
+        return f"{self.name} failed (exit {code}){cause}; see {self.log}"
+
     def command(self, resources: Resources) -> list:
         """The child process that trains and validates this run (``nnUNetv2_dbce_study ... --run-one``)."""
         args = self.args

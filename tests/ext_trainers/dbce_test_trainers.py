@@ -48,3 +48,10 @@ class nnUNetTrainerBalancedCE_tiny(FewIterations, nnUNetTrainerBalancedCE):
 
 class nnUNetTrainer_tiny(FewIterations, nnUNetTrainer):
     """nnU-Net's default trainer (Dice+CE), with as few iterations as the others."""
+
+
+class nnUNetTrainerFails_tiny(FewIterations, nnUNetTrainer):
+    """Fails when training starts: how the study reports a failing run while the others go on."""
+
+    def on_train_start(self):
+        raise RuntimeError("deliberate failure of a test trainer")
