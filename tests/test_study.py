@@ -17,7 +17,8 @@ from PIL import Image
 from scipy import ndimage
 
 from helpers import DATASET_ID, run_cli
-from reference import reference_surface_metrics
+from reference import ball_structuring_element, reference_surface_metrics
+from nnunetv2_dbce.tools.inspect import patch_shares, weight_summary
 from nnunetv2_dbce.tools.nnunet import nnunet_command
 from nnunetv2_dbce.tools.plans import derive_small_plans
 from nnunetv2_dbce.tools.provenance import checkout_commit, cpu_name, package_commit
@@ -277,17 +278,42 @@ def test_study_smoke_run_records_and_resume(local_tiny_study, preprocessed_datas
 def test_inspector_writes_the_training_weight_map(preprocessed_dataset, nnunet_env, tmp_path):
     import SimpleITK as sitk
     case = "demo_000"
-    run_cli([INSPECT, str(DATASET_ID), case, "-r", "0", "3",
-             "-o", str(tmp_path)], nnunet_env)
+    shown = run_cli([INSPECT, str(DATASET_ID), case, "-r", "0", "3", "-o", str(tmp_path), "--summary"], nnunet_env)
     label_map = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / f"{case}_label.nii.gz")))
     for radius in (0, 3):
         weights = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / f"{case}_weights_R{radius}.nii.gz")))
         np.testing.assert_allclose(weights[0], dilated_balanced_weights(label_map[0], radius), rtol=1e-6)
     assert set(np.unique(label_map)) == {0, 1, 2}
     assert Image.open(tmp_path / f"{case}_weight_map.png").size[0] > 300
+    table = shown.stdout.splitlines()[-4:]  # R 0 and 3, labels spot and blob, one patch (a 2D image)
+    assert [row.split(" | ")[:3] for row in table] == [["| 0", "spot", "1"], ["| 0", "blob", "1"],
+                                                       ["| 3", "spot", "1"], ["| 3", "blob", "1"]]
     missing = subprocess.run([INSPECT, str(DATASET_ID), "nope",
                               "-o", str(tmp_path)], env=nnunet_env, capture_output=True, text=True)
     assert missing.returncode != 0 and "case 'nope' is not in" in missing.stderr
+
+
+def test_weight_shares_of_two_touching_structures():
+    """What the weight map gives each label, against scipy's dilation with the ball built voxel by voxel."""
+    label_map = np.zeros((20, 22), np.int16)
+    label_map[5:8, 5:8] = 1
+    label_map[5:9, 8:11] = 2
+    radius = 2
+    weights = dilated_balanced_weights(label_map, radius)
+    shares = patch_shares(label_map, weights, radius, (1.0, 1.0))
+    ball = ball_structuring_element(radius)
+    dilated = {c: ndimage.binary_dilation(label_map == c, structure=ball) for c in (1, 2)}
+    background = weights[0, 21]
+    for c, other in ((1, 2), (2, 1)):
+        band = dilated[c] & (label_map == 0)
+        assert shares[c]["relative"] == pytest.approx(weights[label_map == c][0] / background)
+        assert shares[c]["share"] == pytest.approx(weights[label_map == c].sum() / weights.sum())
+        assert shares[c]["band_share"] == pytest.approx(weights[band].sum() / weights.sum())
+        assert shares[c]["shared_band"] == pytest.approx((band & dilated[other]).sum() / band.sum())
+    assert 0 < shares[1]["shared_band"] < 1
+    table = weight_summary([(label_map[None], (1.0, 1.0, 1.0), True)], [0, radius], {1: "a", 2: "b"}).splitlines()
+    assert table[2].startswith("| 0 | a | 1 | ") and table[5].startswith(
+        f"| 2 | b | 1 | {shares[2]['relative']:.2f} | {shares[2]['share']:.3f} |")
 
 
 def test_kvasir_conversion(tmp_path):
