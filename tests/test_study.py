@@ -1,12 +1,15 @@
-"""The loss study, the weight-map inspector, the Kvasir converter and the surface metrics they report."""
+"""The loss study (local and on SLURM), the weight-map inspector, the Kvasir converter and the surface metrics they
+report."""
 import csv
 import json
 import math
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from importlib import metadata
 from pathlib import Path
@@ -16,7 +19,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from helpers import DATASET_ID, run_cli
+from helpers import DATASET_ID, STUDY, TINY_STUDY, run_cli
 from reference import ball_structuring_element, reference_surface_metrics
 from nnunetv2_dbce.tools.inspect import patch_shares, weight_summary
 from nnunetv2_dbce.tools.nnunet import nnunet_command
@@ -25,11 +28,11 @@ from nnunetv2_dbce.tools.provenance import checkout_commit, cpu_name, package_co
 from nnunetv2_dbce.tools.study import label_names
 from nnunetv2_dbce.tools.study_report import (add_size_bins, comparisons, fold_dice_table, fold_sections,
                                              metrics_table, paper_baselines, provenance_lines)
+from nnunetv2_dbce.tools.study_run import log_start
 from nnunetv2_dbce.tools.surface_metrics import surface_distances
 from nnunetv2_dbce.weight_maps import dilated_balanced_weights
 
-STUDY, INSPECT, CONVERT_KVASIR = (nnunet_command(f"nnUNetv2_dbce_{name}")
-                                  for name in ("study", "inspect", "convert_kvasir"))
+INSPECT, CONVERT_KVASIR = (nnunet_command(f"nnUNetv2_dbce_{name}") for name in ("inspect", "convert_kvasir"))
 
 
 @pytest.mark.parametrize("shape, spacing", [((10, 13, 9), (2.5, 0.8, 1.1)), ((1, 17, 15), (999.0, 1.0, 0.7))])
@@ -345,3 +348,168 @@ def test_kvasir_conversion(tmp_path):
     Image.fromarray(np.full((16, 16), 7, np.uint8)).save(source / "masks" / "a.png")
     bad = subprocess.run(command, capture_output=True, text=True)
     assert bad.returncode != 0 and "expected a 0/1 or 0/255 mask" in bad.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The study on a real SLURM cluster (``bash scripts/slurm_local.sh start``: a one-node cluster on this machine):
+# submitted through submitit, merged into the same report as the local study above, a failing run reported while
+# the others finish, a cancelled job continued from its checkpoint by a rerun. CI starts the cluster and sets
+# NNUNETV2_DBCE_REQUIRE_SLURM=1, so that these tests fail there instead of being skipped. (In this file so that
+# pytest-xdist's --dist loadfile runs them beside the local study they compare with.)
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    try:
+        up = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30)
+        ready = up.returncode == 0 and any(s.startswith(("idle", "mix", "alloc")) for s in up.stdout.split())
+    except (OSError, subprocess.TimeoutExpired):
+        ready = False
+    if not ready:
+        message = "no SLURM cluster here: bash scripts/slurm_local.sh start"
+        if os.environ.get("NNUNETV2_DBCE_REQUIRE_SLURM") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def study(command, env, timeout=900):
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def cases_by_record(out: Path) -> dict:
+    """``{record name: sorted (case, label) pairs}`` of a study's records."""
+    records = {}
+    for path in sorted((out / "runs").glob("*.csv")):
+        with open(path) as handle:
+            records[path.stem] = sorted((row["case"], row["label"]) for row in csv.DictReader(handle))
+    return records
+
+
+def report_shape(out: Path) -> list:
+    """The report without its figures: headings, table rows' first cells and the other lines with digits removed."""
+    return [re.sub(r"[-+]?\d[\d.e+-]*", "#", line.split("|")[1] if line.startswith("|") else line)
+            for line in (out / "results.md").read_text().splitlines()]
+
+
+@pytest.mark.e2e
+def test_slurm_study_merges_like_a_local_one_and_reports_a_failing_run(local_tiny_study, slurm_cluster,
+                                                                        nnunet_env, tmp_path):
+    _, local_out, _, _ = local_tiny_study
+    out, work = tmp_path / "study", tmp_path / "work"
+    command = [STUDY, str(DATASET_ID), *TINY_STUDY, "-tr", "nnUNetTrainerDBCE_tiny", "nnUNetTrainer_tiny",
+               "nnUNetTrainerFails_tiny", "--seed", "7", "-o", str(out), "--work", str(work), "--slurm",
+               "--slurm-cpus", "1", "--slurm-time", "20", "--poll-seconds", "2"]
+    first = study(command, nnunet_env)
+    print(first.stdout)
+    submitted = dict(re.findall(r"(\S+) fold 0: submitted as job (\S+)", first.stdout))
+    assert set(submitted) == {"nnUNetTrainerDBCE_tiny", "nnUNetTrainer_tiny", "nnUNetTrainerFails_tiny"}
+    assert len({job.split("_")[0] for job in submitted.values()}) == 1  # one job array
+    failing = submitted["nnUNetTrainerFails_tiny"]
+    assert first.returncode == 1
+    assert re.search(rf"nnUNetTrainerFails_tiny fold 0: job {failing} FAILED: nnUNetTrainerFails_tiny fold 0 failed "
+                     rf"\(exit 1\): RuntimeError: deliberate failure of a test trainer; see .*nnUNetTrainerFails_tiny__"
+                     rf"fold0\.log \(job log .*log\.err\)", first.stdout)
+    assert "1 run(s) failed: nnUNetTrainerFails_tiny fold 0 (log " in first.stderr
+    assert "deliberate failure" in (work / "logs" / "nnUNetTrainerFails_tiny__fold0.log").read_text()
+
+    assert cases_by_record(out) == cases_by_record(local_out)  # the same runs, the same cases and labels
+    assert report_shape(out) == report_shape(local_out)
+    record = json.loads((out / "runs" / "nnUNetTrainer_tiny__fold0.json").read_text())
+    assert record["provenance"]["seed"] == 7 and record["provenance"]["threads"] == 1  # the job's one CPU
+
+    again = study(command, nnunet_env)  # retries only the failed run
+    assert "nnUNetTrainerDBCE_tiny fold 0: recorded before, reusing" in again.stdout
+    assert f"nnUNetTrainerFails_tiny fold 0: job {failing} FAILED without a record: submitting it again" in again.stdout
+    assert re.findall(r"(\S+) fold 0: submitted as job", again.stdout) == ["nnUNetTrainerFails_tiny"]
+    assert again.returncode == 1
+
+
+def wait_until(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def first_epoch_of_each_start(output_folder: Path) -> list:
+    """The first epoch each start of training logged (nnU-Net writes one training log per start)."""
+    firsts = []
+    for log in sorted(output_folder.glob("training_log_*.txt"), key=log_start):
+        epochs = re.findall(r": Epoch (\d+)", log.read_text())
+        if epochs:
+            firsts.append(int(epochs[0]))
+    return firsts
+
+
+def submit_until_checkpoint(preprocessed_dataset, nnunet_env, tmp_path, epochs: int) -> tuple:
+    """Submit a one-run study (``--submit-only``) that saves a checkpoint every epoch, and wait until it saved one:
+    ``(command, job id, run folder, saved epoch function)``."""
+    out, work = tmp_path / "study", tmp_path / "work"
+    arguments = TINY_STUDY[:TINY_STUDY.index("--epochs")] + ["--epochs", str(epochs), "--iterations", "10"] + \
+        TINY_STUDY[TINY_STUDY.index("--val-iterations"):]
+    command = [STUDY, str(DATASET_ID), *arguments, "-tr", "nnUNetTrainer_tiny", "--checkpoint-every", "1",
+               "-o", str(out), "--work", str(work), "--slurm", "--slurm-time", "20", "--poll-seconds", "2"]
+    submit = study([*command, "--submit-only"], nnunet_env)
+    assert submit.returncode == 0, submit.stderr
+    print(submit.stdout)
+    job = re.search(r"submitted as job (\S+)", submit.stdout).group(1)
+    run = work / "nnUNet_results" / preprocessed_dataset.name / "nnUNetTrainer_tiny__nnUNetPlans_bs2_f8__2d" / "fold_0"
+
+    def saved_epoch():
+        checkpoint = run / "checkpoint_latest.pth"
+        if not checkpoint.is_file():
+            return None
+        import torch
+        try:
+            return torch.load(checkpoint, map_location="cpu", weights_only=False)["current_epoch"]
+        except Exception:  # being written
+            return None
+
+    wait_until(lambda: (saved_epoch() or 0) >= 1, 300, "a first checkpoint")
+    return command, job, run, saved_epoch
+
+
+def left_the_queue(job: str) -> bool:
+    state = subprocess.run(["squeue", "-h", "-j", job, "--states=all", "-o", "%T"], capture_output=True,
+                           text=True).stdout.split()
+    return not state or state[0] not in ("PENDING", "RUNNING", "COMPLETING", "CONFIGURING")
+
+
+@pytest.mark.e2e
+def test_a_cancelled_job_is_resubmitted_and_continues_from_its_checkpoint(preprocessed_dataset, slurm_cluster,
+                                                                       nnunet_env, tmp_path):
+    command, job, run, saved_epoch = submit_until_checkpoint(preprocessed_dataset, nnunet_env, tmp_path, epochs=6)
+    cancelled_at = saved_epoch()
+    subprocess.run(["scancel", job], check=True)
+    wait_until(lambda: left_the_queue(job), 120, "the cancellation")
+    status = study([*command, "--submit-only"], nnunet_env)  # a later call: the state, and the run submitted again
+    print(status.stdout)
+    assert re.search(rf"nnUNetTrainer_tiny fold 0: job {job} (ENDED|FAILED|CANCELLED\S*) without a record: "
+                     rf"submitting it again", status.stdout)
+    second_job = re.search(r"submitted as job (\S+)", status.stdout).group(1)
+    assert second_job != job
+    finish = study(command, nnunet_env)  # waits for it, then writes the report
+    print(finish.stdout)
+    assert finish.returncode == 0, finish.stdout + finish.stderr
+    assert f"nnUNetTrainer_tiny fold 0: job {second_job} COMPLETED" in finish.stdout
+    assert (tmp_path / "study" / "results.md").is_file()
+    starts = first_epoch_of_each_start(run)
+    assert len(starts) == 2 and starts[0] == 0 and starts[1] >= cancelled_at >= 1  # continued, not restarted
+    record = json.loads((tmp_path / "study" / "runs" / "nnUNetTrainer_tiny__fold0.json").read_text())
+    assert len(record["curves"]["train_losses"]) == 6
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(os.environ.get("NNUNETV2_DBCE_SLOW_TESTS") != "1",
+                    reason="SLURM holds a requeued job back ~2.5 min: NNUNETV2_DBCE_SLOW_TESTS=1 runs it")
+def test_the_time_limit_signal_requeues_the_job_which_continues(preprocessed_dataset, slurm_cluster, nnunet_env,
+                                                               tmp_path):
+    command, job, run, saved_epoch = submit_until_checkpoint(preprocessed_dataset, nnunet_env, tmp_path, epochs=6)
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)  # what SLURM sends 90 s before the time limit
+    finish = study(command, nnunet_env, timeout=900)
+    assert finish.returncode == 0, finish.stdout + finish.stderr
+    assert f"nnUNetTrainer_tiny fold 0: job {job} COMPLETED" in finish.stdout  # the same job, requeued
+    starts = first_epoch_of_each_start(run)
+    assert len(starts) == 2 and starts[0] == 0 and starts[1] >= 1

@@ -85,7 +85,7 @@ class StudyRun:
 
     def epochs_done(self) -> int:
         """Epochs finished so far, from nnU-Net's newest training log in the output folder (0 if none)."""
-        logs = sorted(self.output_folder.glob("training_log_*.txt"))
+        logs = sorted(self.output_folder.glob("training_log_*.txt"), key=log_start)
         if not logs:
             return 0
         lines = [line for line in logs[-1].read_text(errors="replace").splitlines() if ": Epoch " in line]
@@ -141,6 +141,12 @@ class StudyRun:
              "provenance": run_provenance(args, resources)}, indent=1))
         os.replace(path.with_suffix(".tmp"), path)  # the CSV last: a record is complete once it exists
         return path
+
+
+def log_start(log: Path) -> tuple:
+    """When nnU-Net started the training that writes ``log`` (``training_log_2026_12_3_9_05_01.txt``: its numbers
+    are not zero-padded, so names do not sort by time)."""
+    return tuple(int(n) for n in log.stem.removeprefix("training_log_").split("_"))
 
 
 def record_path(out: Path, trainer: str, fold: int, suffix: str) -> Path:
