@@ -25,6 +25,7 @@ except ImportError:  # the optional extra "cluster"
 
 ACTIVE_STATES = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
                  "RESIZING", "SUSPENDED", "STOPPED", "PREEMPTED", "SIGNALING", "STAGE_OUT")
+STOPPED_STATES = ("CANCELLED", "TIMEOUT", "DEADLINE", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL")
 ENDED_WITHOUT_RESULT = "ENDED"  # left the queue without a result: cancelled, killed, lost node
 _child: Optional[subprocess.Popen] = None  # the training process of the job running in this process
 
@@ -89,21 +90,21 @@ def executor(args) -> "submitit.SlurmExecutor":
 
 
 def job_state(job) -> str:
-    """``COMPLETED`` or ``FAILED`` once the job wrote its result, else SLURM's state while it is in the queue
-    (``squeue``, which works without an accounting database), else ``ENDED`` (left without a result)."""
-    if job.paths.result_pickle.exists():
-        outcome, _ = submitit.core.utils.pickle_load(job.paths.result_pickle)
-        return "COMPLETED" if outcome == "success" else "FAILED"
+    """SLURM's state while the job is in the queue (``squeue``, which needs no accounting database); once it has
+    ended: SLURM's reason if it was stopped (``CANCELLED``, ``TIMEOUT``, ...), else ``COMPLETED`` or ``FAILED`` from
+    the result submitit wrote, else ``ENDED`` (left the queue without a result)."""
     try:
         queued = subprocess.run(["squeue", "-h", "-j", str(job.job_id), "--states=all", "-o", "%T"],
                                 capture_output=True, text=True, timeout=60).stdout.split()
     except (OSError, subprocess.TimeoutExpired):
         queued = []
-    if queued:
-        return queued[0]
-    if job.paths.result_pickle.exists():  # written between the two checks
-        return job_state(job)
-    return ENDED_WITHOUT_RESULT
+    state = queued[0] if queued else None
+    if state in ACTIVE_STATES or state in STOPPED_STATES:
+        return state
+    if job.paths.result_pickle.exists():
+        outcome, _ = submitit.core.utils.pickle_load(job.paths.result_pickle)
+        return "COMPLETED" if outcome == "success" else "FAILED"
+    return state or ENDED_WITHOUT_RESULT
 
 
 def failure_text(job) -> str:
