@@ -4,15 +4,16 @@ The losses, weight maps and transforms import no nnU-Net code; the trainers (``n
 are found by ``nnUNetv2_train -tr <name>``. ``nnUNetTrainerVoxelMap`` (the per-voxel map extension point)
 is importable from here too, lazily, so that importing the losses never imports nnU-Net.
 """
-from nnunetv2_dbce.losses import (BorderWeightedCELoss, BoundaryLoss, DBCELoss, DiceAndDBCELoss, FocalLoss,
-                                  FocalTverskyLoss, PMDiceLoss, RegionAndBoundaryLoss, RegionDBCELoss)
+from nnunetv2_dbce.losses import (BorderWeightedCELoss, BoundaryLoss, ClDiceLoss, DBCELoss, DiceAndDBCELoss,
+                                  FocalLoss, FocalTverskyLoss, PMDiceLoss, RegionAndBoundaryLoss, RegionDBCELoss,
+                                  SkeletonRecallLoss)
 from nnunetv2_dbce.transforms import DilatedBalancedWeightsTransform, VoxelMapTransform
 from nnunetv2_dbce.weight_maps import dilated_balanced_weights, region_weights
 
-__all__ = ["BorderWeightedCELoss", "BoundaryLoss", "DBCELoss", "DiceAndDBCELoss", "DilatedBalancedWeightsTransform",
-           "FocalLoss", "FocalTverskyLoss", "PMDiceLoss", "RegionAndBoundaryLoss", "RegionDBCELoss",
-           "VoxelMapTransform",
-           "dilated_balanced_weights", "nnUNetTrainerVoxelMap", "region_weights"]
+__all__ = ["BorderWeightedCELoss", "BoundaryLoss", "ClDiceLoss", "DBCELoss", "DiceAndDBCELoss",
+           "DilatedBalancedWeightsTransform", "FocalLoss", "FocalTverskyLoss", "PMDiceLoss", "RegionAndBoundaryLoss",
+           "RegionDBCELoss", "SkeletonRecallLoss", "VoxelMapTransform", "dilated_balanced_weights",
+           "nnUNetTrainerVoxelMap", "region_weights"]
 
 
 def __getattr__(name):

@@ -44,3 +44,15 @@ class DiceAndDBCELoss(nn.Module):
             target_dice = torch.where(mask, target, 0)
         return self.weight_dbce * self.dbce(logits, target, weights) + \
             self.weight_dice * self.dice(logits, target_dice, loss_mask=mask)
+
+
+class WithAddedTerm(nn.Module):
+    """``base(output, target) + weight * term(output, target, *maps)``: a loss added to another, e.g. to nnU-Net's
+    Dice+CE (Skeleton Recall, clDice). ``maps`` are the per-voxel maps of a voxel-map trainer, if any."""
+
+    def __init__(self, base: nn.Module, term: nn.Module, weight: float = 1.0):
+        super().__init__()
+        self.base, self.term, self.weight = base, term, weight
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor, *maps: torch.Tensor) -> torch.Tensor:
+        return self.base(output, target) + self.weight * self.term(output, target, *maps)

@@ -1,5 +1,7 @@
-"""A soft Dice with the settings nnU-Net's ``nnUNetTrainer._build_loss`` gives its own Dice term."""
+"""nnU-Net's own loss terms built as ``nnUNetTrainer._build_loss`` (2.8) builds them, through their public
+constructors, for trainers that add to them or swap one term."""
 import torch
+from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss, DC_and_CE_loss
 from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 from nnunetv2.utilities.helpers import softmax_helper_dim1
 from torch import nn
@@ -15,3 +17,19 @@ def nnunet_soft_dice(trainer, dice_class: type = MemoryEfficientSoftDiceLoss, **
                       batch_dice=trainer.configuration_manager.batch_dice, do_bg=regions, smooth=1e-5,
                       ddp=trainer.is_ddp, **extra)
     return torch.compile(dice) if trainer._do_i_compile() else dice
+
+
+def nnunet_dice_ce(trainer) -> nn.Module:
+    """nnU-Net's default loss of one deep-supervision scale: Dice+CE (labels; ignore label masked) or Dice+BCE
+    (regions), 1:1, its Dice compiled when nnU-Net compiles."""
+    dice_settings = {"batch_dice": trainer.configuration_manager.batch_dice, "smooth": 1e-5, "ddp": trainer.is_ddp}
+    labels = trainer.label_manager
+    if labels.has_regions:
+        loss = DC_and_BCE_loss({}, {**dice_settings, "do_bg": True}, use_ignore_label=labels.ignore_label is not None,
+                               dice_class=MemoryEfficientSoftDiceLoss)
+    else:
+        loss = DC_and_CE_loss({**dice_settings, "do_bg": False}, {}, weight_ce=1, weight_dice=1,
+                              ignore_label=labels.ignore_label, dice_class=MemoryEfficientSoftDiceLoss)
+    if trainer._do_i_compile():
+        loss.dc = torch.compile(loss.dc)
+    return loss

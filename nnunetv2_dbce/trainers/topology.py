@@ -1,0 +1,48 @@
+"""Trainers for thin structures: nnU-Net's Dice+CE plus Skeleton Recall (a voxel-map trainer: the tubed skeletons
+are made in nnU-Net's augmentation workers) or plus soft clDice (computed on the outputs, no map)."""
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.helpers import softmax_helper_dim1
+
+from nnunetv2_dbce.losses.compound import WithAddedTerm
+from nnunetv2_dbce.losses.topology import ClDiceLoss, SkeletonRecallLoss
+from nnunetv2_dbce.trainers.deep_supervision import with_innermost
+from nnunetv2_dbce.trainers.soft_dice import nnunet_dice_ce
+from nnunetv2_dbce.trainers.voxel_map import nnUNetTrainerVoxelMap
+from nnunetv2_dbce.voxel_maps import TUBE_RADIUS, TubedSkeletons
+
+
+class nnUNetTrainerSkeletonRecall(nnUNetTrainerVoxelMap):
+    """nnU-Net's Dice+CE + ``skeleton_recall_weight`` x soft skeleton recall (Kirchhoff et al., ECCV 2024), as
+    their official code sets it up: weight 1, skeletons tubed by 2 voxels (``skeleton_tube_radius``), smoothing
+    1e-5, batch Dice from the plans. The tubed skeleton of each foreground class (region) of every augmented patch
+    is made in nnU-Net's augmentation workers and sampled to every deep-supervision scale like the segmentation.
+    Regions: one skeleton per region channel, recall on the sigmoid outputs. Ignore label: left out of all terms."""
+
+    skeleton_recall_weight = 1.0
+    skeleton_tube_radius = TUBE_RADIUS
+
+    def get_voxel_map_function(self) -> TubedSkeletons:
+        labels = self.label_manager
+        return TubedSkeletons(None if labels.has_regions else labels.foreground_labels, self.skeleton_tube_radius)
+
+    def build_voxel_map_loss(self) -> WithAddedTerm:
+        labels = self.label_manager
+        recall = SkeletonRecallLoss(torch.sigmoid if labels.has_regions else softmax_helper_dim1,
+                                    self.configuration_manager.batch_dice, 1e-5, labels.has_regions,
+                                    labels.ignore_label)
+        return WithAddedTerm(nnunet_dice_ce(self), recall, self.skeleton_recall_weight)
+
+
+class nnUNetTrainerclDice(nnUNetTrainer):
+    """nnU-Net's Dice+CE + ``cldice_weight`` x soft clDice (Shit et al., CVPR 2021; MONAI's ``SoftclDiceLoss``,
+    ``cldice_iterations`` soft-skeleton steps). Weight 0.5: clDice's and MONAI's ``SoftDiceclDiceLoss`` mix of
+    soft Dice and clDice, 1:1 (alpha 0.5). Regions: sigmoid channels. Ignore label: masked in both terms."""
+
+    cldice_weight = 0.5
+    cldice_iterations = 3
+
+    def _build_loss(self):
+        labels = self.label_manager
+        cldice = ClDiceLoss(self.cldice_iterations, labels.has_regions, labels.ignore_label)
+        return with_innermost(super()._build_loss(), WithAddedTerm(nnunet_dice_ce(self), cldice, self.cldice_weight))
