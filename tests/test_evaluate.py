@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunetv2_dbce.tools.evaluate import evaluate_folder
+from nnunetv2_dbce.tools.evaluate import evaluate_folder, holes, topology_metrics
 from nnunetv2_dbce.tools.nnunet import nnunet_command
 from reference import reference_lesion_counts, reference_surface_metrics
 
@@ -125,3 +125,35 @@ def test_console_command(folders, tmp_path):
                               str(tmp_path), str(folders / "pred"), "-djfile", str(tmp_path / "dataset.json")],
                              capture_output=True, text=True, timeout=300)
     assert missing.returncode != 0 and "have no reference" in missing.stderr
+
+
+def test_topology_metrics_of_hand_made_cases():
+    bar = np.zeros((11, 20), bool)
+    bar[4:7, 2:18] = True
+    broken = bar.copy()
+    broken[:, 9:11] = False  # a gap of two columns: two components instead of one
+    from skimage.morphology import skeletonize
+    centre_line = skeletonize(bar)
+    assert centre_line[5, 9:11].all()  # the skeleton runs through the gap's columns ...
+    sensitivity = (centre_line.sum() - centre_line[:, 9:11].sum()) / centre_line.sum()  # ... which misses them
+    metrics = topology_metrics(bar, broken)
+    assert metrics["betti0_error"] == 1 and metrics["betti1_error"] == 0
+    assert metrics["clDice"] == pytest.approx(2 * sensitivity / (1 + sensitivity))  # precision 1: broken is in bar
+    assert topology_metrics(bar, bar)["clDice"] == 1
+
+    yy, xx = np.mgrid[:21, :21]
+    disk = (yy - 10) ** 2 + (xx - 10) ** 2 <= 64
+    ring = disk & ((yy - 10) ** 2 + (xx - 10) ** 2 > 16)
+    assert holes(ring) == 1 and holes(disk) == 0  # the background around them touches the border: not a hole
+    assert holes(~disk) == 1 and holes(~ring) == 1  # the disk (the ring's centre) enclosed by the mask is one
+    ring_against_disk = topology_metrics(ring, disk)
+    assert ring_against_disk["betti1_error"] == 1 and ring_against_disk["betti0_error"] == 0
+    two_rings = topology_metrics(ring[None], np.concatenate([ring[:, :11], ring[:, :10]], 1)[None])
+    assert two_rings["betti1_error"] == 1 and two_rings["betti0_error"] == 1  # a 2D image stored as 3D: 2D
+
+    empty = np.zeros((4, 4, 4), bool)
+    blob = empty.copy()
+    blob[1:3, 1:3, 1:3] = True
+    assert math.isnan(topology_metrics(empty, empty)["clDice"])
+    assert topology_metrics(blob, empty) == {"clDice": 0.0, "betti0_error": 1, "betti1_error": pytest.approx(math.nan,
+                                                                                                               nan_ok=True)}

@@ -13,11 +13,13 @@ Per case and label or region (``regions_class_order`` in dataset.json: the regio
   ``tp_lesions``: predicted components / those overlapping any reference voxel. Voxels of the ignore label
   are left out of both masks first.
 - ``ref_volume``: reference volume in mm^3 (mm^2 for 2D images).
+- ``clDice`` (hard skeletons), ``betti0_error`` (|b0(P) - b0(L)|, components) and ``betti1_error`` (2D: holes; NaN
+  in 3D): see ``topology_metrics``.
 
 Over cases: ``mean`` / ``foreground_mean`` as nnU-Net's; ``lesion_wise`` per label: recall =
 sum(detected) / sum(ref lesions), precision = sum(tp) / sum(pred lesions), F1, and the counts;
 ``dice_by_size`` per label: the cases whose reference holds the label are split into tertiles of reference
-volume (``size_bins``), mean Dice per tertile.
+volume (``size_bins``), mean Dice per tertile; ``topology`` per label: mean clDice and the summed Betti errors.
 """
 import argparse
 import csv
@@ -33,7 +35,7 @@ from nnunetv2_dbce.tools.surface_metrics import surface_distances
 
 NSD_TOLERANCE_MM = 1.0
 CASE_METRICS = ("Dice", "IoU", "TP", "FP", "FN", "HD95", "NSD", "ref_volume", "ref_lesions", "detected_lesions",
-                "pred_lesions", "tp_lesions")
+                "pred_lesions", "tp_lesions", "clDice", "betti0_error", "betti1_error")
 
 
 def lesion_counts(reference: np.ndarray, prediction: np.ndarray) -> dict:
@@ -43,6 +45,36 @@ def lesion_counts(reference: np.ndarray, prediction: np.ndarray) -> dict:
     pred_components, num_pred = ndimage.label(prediction, structure)
     return {"ref_lesions": num_ref, "detected_lesions": int(np.unique(ref_components[prediction & reference]).size),
             "pred_lesions": num_pred, "tp_lesions": int(np.unique(pred_components[prediction & reference]).size)}
+
+
+def topology_metrics(reference: np.ndarray, prediction: np.ndarray) -> dict:
+    """clDice of two boolean masks (Shit et al. 2021, hard skeletons of ``skimage.morphology.skeletonize``):
+    ``2 Tprec Tsens / (Tprec + Tsens)`` with ``Tprec = |S(P) & L| / |S(P)|``, ``Tsens = |S(L) & P| / |S(L)|``, NaN
+    when both masks are empty, 0 when one is; and the Betti number errors ``|b0(P) - b0(L)|`` (connected
+    components, full connectivity) and, for 2D masks (singleton axes dropped), ``|b1(P) - b1(L)|`` (holes: the
+    background's face-connected components that do not touch the border; NaN in 3D)."""
+    from skimage.morphology import skeletonize
+    reference, prediction = np.squeeze(reference), np.squeeze(prediction)
+    if not reference.any() and not prediction.any():
+        cldice = math.nan
+    elif not reference.any() or not prediction.any():
+        cldice = 0.0
+    else:
+        precision = float((skeletonize(prediction) & reference).sum()) / float(skeletonize(prediction).sum())
+        sensitivity = float((skeletonize(reference) & prediction).sum()) / float(skeletonize(reference).sum())
+        cldice = 2 * precision * sensitivity / (precision + sensitivity) if precision + sensitivity > 0 else 0.0
+    full = ndimage.generate_binary_structure(reference.ndim, reference.ndim)
+    betti0 = abs(ndimage.label(prediction, full)[1] - ndimage.label(reference, full)[1])
+    betti1 = abs(holes(prediction) - holes(reference)) if reference.ndim == 2 else math.nan
+    return {"clDice": cldice, "betti0_error": betti0, "betti1_error": betti1}
+
+
+def holes(mask: np.ndarray) -> int:
+    """b1 of a 2D mask: components of its background (face connectivity, the complement of the mask's full
+    connectivity) that do not touch the image border."""
+    background, count = ndimage.label(~mask, ndimage.generate_binary_structure(2, 1))
+    border = np.unique(np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]]))
+    return count - int(np.count_nonzero(border))
 
 
 def evaluate_case(reference_file: str, prediction_file: str, reader_writer, labels_or_regions: Sequence,
@@ -66,7 +98,7 @@ def evaluate_case(reference_file: str, prediction_file: str, reader_writer, labe
             pred_mask &= kept
         hd95, nsd = surface_distances(ref_mask, pred_mask, spacing, tolerance)
         result["metrics"][label].update(HD95=hd95, NSD=nsd, ref_volume=float(ref_mask.sum()) * voxel_volume,
-                                        **lesion_counts(ref_mask, pred_mask))
+                                        **lesion_counts(ref_mask, pred_mask), **topology_metrics(ref_mask, pred_mask))
     return result
 
 
@@ -100,7 +132,7 @@ def lesion_scores(ref_lesions: int, detected: int, pred_lesions: int, tp: int) -
 def summarize(per_case: list, labels_or_regions: Sequence) -> dict:
     """nnU-Net's summary layout (``metric_per_case``, ``mean``, ``foreground_mean``) plus ``lesion_wise`` and
     ``dice_by_size`` per label."""
-    means, lesion_wise, dice_by_size = {}, {}, {}
+    means, lesion_wise, dice_by_size, topology = {}, {}, {}, {}
     for label in labels_or_regions:
         metrics = [case["metrics"][label] for case in per_case]
         means[label] = {m: float(np.nanmean([c[m] for c in metrics])) if any(not math.isnan(c[m]) for c in metrics)
@@ -108,15 +140,20 @@ def summarize(per_case: list, labels_or_regions: Sequence) -> dict:
         counts = [sum(c[key] for c in metrics) for key in ("ref_lesions", "detected_lesions", "pred_lesions",
                                                             "tp_lesions")]
         lesion_wise[label] = lesion_scores(*counts)
+        topology[label] = {"clDice": means[label]["clDice"],
+                           **{key: float(np.nansum([c[key] for c in metrics])) if any(
+                               not math.isnan(c[key]) for c in metrics) else math.nan
+                              for key in ("betti0_error", "betti1_error")}}
         edges = size_bins([c["ref_volume"] for c in metrics])
         bins = [size_bin(c["ref_volume"], edges) for c in metrics]
         dice_by_size[label] = {"edges": edges, "dice": [
             float(np.nanmean(d)) if (d := [c["Dice"] for c, b in zip(metrics, bins) if b == k]) else math.nan
             for k in range(3)], "cases": [bins.count(k) for k in range(3)]}
     foreground = [label for label in labels_or_regions if label != 0]
-    foreground_mean = {m: float(np.nanmean([means[label][m] for label in foreground])) for m in means[foreground[0]]}
+    foreground_mean = {m: float(np.nanmean(values)) if not np.isnan(values).all() else math.nan
+                       for m in means[foreground[0]] if (values := [means[label][m] for label in foreground])}
     return {"metric_per_case": per_case, "mean": means, "foreground_mean": foreground_mean,
-            "lesion_wise": lesion_wise, "dice_by_size": dice_by_size}
+            "lesion_wise": lesion_wise, "dice_by_size": dice_by_size, "topology": topology}
 
 
 def case_name(path: str, file_ending: str) -> str:
@@ -166,7 +203,7 @@ def evaluate_folder(gt_folder, pred_folder, dataset_json: dict, output_file=None
         if output_file.suffix != ".json":
             raise SystemExit(f"the output file must end with .json, got {output_file}")
         keyed = {part: {label_or_region_to_key(k): v for k, v in summary[part].items()}
-                 for part in ("lesion_wise", "dice_by_size")}
+                 for part in ("lesion_wise", "dice_by_size", "topology")}
         save_summary_json({**summary, **keyed}, str(output_file))  # nnU-Net's: label / region keys as strings
         with open(output_file.with_suffix(".csv"), "w", newline="") as handle:
             writer = csv.DictWriter(handle, ["case", "label", *CASE_METRICS])
@@ -191,8 +228,11 @@ def main(argv=None):
     summary = evaluate_folder(args.gt_folder, args.pred_folder, dataset_json, output, args.np, args.nsd_tolerance)
     for label, mean in summary["mean"].items():
         lesions = summary["lesion_wise"][label]
+        topology = summary["topology"][label]
         print(f"{label}: Dice {mean['Dice']:.4f}, HD95 {mean['HD95']:.2f} mm, NSD {mean['NSD']:.4f}, "
-              f"lesion F1 {lesions['F1']:.3f} (recall {lesions['recall']:.3f}, precision {lesions['precision']:.3f})")
+              f"lesion F1 {lesions['F1']:.3f} (recall {lesions['recall']:.3f}, precision {lesions['precision']:.3f}), "
+              f"clDice {topology['clDice']:.4f}, Betti errors b0 {topology['betti0_error']:g} "
+              f"b1 {topology['betti1_error']:g}")
     print(f"Wrote {output} and {output.with_suffix('.csv')}")
 
 

@@ -39,7 +39,8 @@ def paper_baselines(trainer: str) -> tuple:
 
 
 def load_records(out: Path):
-    """Every record in ``<out>/runs``: rows (one per trainer, fold, case, label) and ``{trainer: {fold: json}}``."""
+    """Every record in ``<out>/runs``: rows (one per trainer, fold, case, label) and ``{trainer: {fold: json}}``.
+    A metric a record does not hold (recorded before the metric existed) reads as NaN."""
     rows, runs = [], {}
     for path in sorted((out / "runs").glob("*.csv")):
         meta = json.loads(path.with_suffix(".json").read_text())
@@ -47,7 +48,7 @@ def load_records(out: Path):
         with open(path) as handle:
             for row in csv.DictReader(handle):
                 rows.append({"trainer": meta["trainer"], "fold": meta["fold"], "case": row["case"],
-                             "label": row["label"], **{m: float(row[m]) for m in CASE_METRICS}})
+                             "label": row["label"], **{m: float(row.get(m, "nan")) for m in CASE_METRICS}})
     return rows, runs
 
 
@@ -92,15 +93,24 @@ TABLE_METRICS = (("Dice", "Dice", 3), ("HD95", "HD95 mm", 2), ("NSD", "NSD", 3),
                  ("dice_small", "Dice small", 3), ("dice_medium", "Dice medium", 3), ("dice_large", "Dice large", 3))
 
 
+TOPOLOGY_METRICS = (("clDice", "clDice", 3), ("betti0_error", "b0 error", 2), ("betti1_error", "b1 error", 2))
+
+
+def table_metrics(rows) -> tuple:
+    """``TABLE_METRICS``, and the topology metrics (clDice, Betti errors per case) that some record holds."""
+    held = [m for m in TOPOLOGY_METRICS if any(not math.isnan(r.get(m[0], math.nan)) for r in rows)]
+    return TABLE_METRICS + tuple(held)
+
+
 def metrics_table(rows, trainers, folds, names: dict) -> str:
-    """Per label: mean over ``folds`` ± SD of the fold means of each metric in ``TABLE_METRICS``."""
-    lines = []
+    """Per label: mean over ``folds`` ± SD of the fold means of each metric of ``table_metrics``."""
+    lines, metrics = [], table_metrics(rows)
     for label, name in names.items():
-        header = ["trainer", *[title for _, title, _ in TABLE_METRICS]]
+        header = ["trainer", *[title for _, title, _ in metrics]]
         lines += [f"**{name}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for trainer in trainers:
             cells = [short(trainer)] + [mean_and_spread(fold_values(rows, trainer, label, folds, metric), digits)
-                                        for metric, _, digits in TABLE_METRICS]
+                                        for metric, _, digits in metrics]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -245,7 +255,9 @@ def report(out: Path):
             f"{settings['epochs']} epochs x {settings['iterations']} iterations per run; final validation "
             f"{'without' if settings['disable_tta'] else 'with'} mirroring. Mean over folds ± SD of the fold means. "
             f"Dice as nnU-Net's; HD95 (mm) over cases where both masks are non-empty; NSD tolerance "
-            f"{settings['nsd_tolerance']:g} mm; lesion F1 from the fold's summed lesion counts; Dice by size: "
+            f"{settings['nsd_tolerance']:g} mm; lesion F1 from the fold's summed lesion counts; "
+            + ("clDice (hard skeletons) and Betti number errors per case (b1: 2D only); "
+               if len(table_metrics(rows)) > len(TABLE_METRICS) else "") + "Dice by size: "
             f"cases in tertiles of reference volume (edges per label: "
             + "; ".join(f"{names[k]} {', '.join(f'{e:.0f}' for e in v)}" for k, v in edges.items()) + ").",
             f"{len(minutes)} runs trained here, {min(minutes):.1f}-{max(minutes):.1f} min each." if minutes else "", ""]
