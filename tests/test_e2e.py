@@ -32,7 +32,9 @@ def training_log_with_finite_losses(fold: Path) -> str:
     ("nnUNetTrainerDBCE_tiny", ["DBCE: dilation radius 3 voxels"], True),
     ("nnUNetTrainerPMDice_tiny", ["PM Dice: gamma [1.5]"], False),
     ("nnUNetTrainerDiceDBCE_tiny", ["DBCE: dilation radius 3 voxels"], True),
-    ("nnUNetTrainerProximityCE_tiny", [], True),  # the example in docs/voxel_maps.md
+    ("nnUNetTrainerSkeletonRecall_tiny", ["Skeleton Recall: weight 1, skeletons tubed by 2 voxels"], True),
+    ("nnUNetTrainerclDice_tiny", ["clDice: weight 0.5, 3 soft-skeleton iterations"], True),
+    ("nnUNetTrainerProximityCE_tiny", [], False),  # the example in docs/voxel_maps.md
     ("nnUNetTrainerAlignedMap_tiny", [], False),  # a user's map whose loss fails unless aligned at every scale
     ("nnUNetTrainerBoundaryLoss_tiny", ["boundary loss weight alpha 0.01", "boundary loss weight alpha 0.02"], False),
     ("nnUNetTrainerUNetBorderWeightedCE_tiny", [], False),
@@ -81,14 +83,15 @@ def test_continue_training_keeps_the_runs_radius(preprocessed_dataset, nnunet_en
     assert (fold / "checkpoint_final.pth").is_file()
 
 
-def test_3d_fullres_with_anisotropic_spacing(preprocessed_3d_dataset, nnunet_env, tmp_path):
-    trainer = "nnUNetTrainerDBCEPMDice_tiny"
+@pytest.mark.parametrize("trainer, logged", [
+    ("nnUNetTrainerDBCEPMDice_tiny", "DBCE: dilation radius 3 voxels of the finest axis, spacing [2.5, 1.0, 1.0]"),
+    ("nnUNetTrainerSkeletonRecall_tiny", "Skeleton Recall: weight 1"), ("nnUNetTrainerclDice_tiny", "clDice: weight 0.5")])
+def test_3d_fullres_with_anisotropic_spacing(trainer, logged, preprocessed_3d_dataset, nnunet_env, tmp_path):
     run_cli([nnunet_command("nnUNetv2_train"), str(DATASET_3D_ID), "3d_fullres", "0", "-tr", trainer,
              "-device", "cpu"], nnunet_env)
     fold = Path(nnunet_env["nnUNet_results"]) / preprocessed_3d_dataset.name / f"{trainer}__nnUNetPlans__3d_fullres" \
         / "fold_0"
-    log = training_log_with_finite_losses(fold)
-    assert "DBCE: dilation radius 3 voxels of the finest axis, spacing [2.5, 1.0, 1.0]" in log
+    assert logged in training_log_with_finite_losses(fold)
 
     predictions = tmp_path / "predictions"
     run_cli([nnunet_command("nnUNetv2_predict"), "-i", str(preprocessed_3d_dataset / "imagesTs"), "-o",
@@ -157,6 +160,7 @@ def region_dataset(nnunet_env):
     ("nnUNetTrainerDBCE_tiny", "DBCE: dilation radius 3 voxels", True),
     ("nnUNetTrainerDBCEPMDice_tiny", "DBCE: dilation radius 3 voxels", False),
     ("nnUNetTrainerPMDiceCE_tiny", "PM Dice: gamma [1.0]", False),
+    ("nnUNetTrainerSkeletonRecall_tiny", "Skeleton Recall: weight 1", False),
 ])
 def test_region_based_dataset_through_the_cli(trainer, logged, predict, region_dataset, nnunet_env, tmp_path):
     """Each trainer trains and validates on regions (nnU-Net predicts the held-out fold and evaluates it per

@@ -1,6 +1,7 @@
 """Skeleton Recall and clDice: the tubed skeletons against a per-class loop, the losses against hand computations with
 loops over voxels, and the trainers' logged loss on a real batch."""
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from skimage.morphology import skeletonize
 
 from nnunetv2_dbce import ClDiceLoss, SkeletonRecallLoss
 from nnunetv2_dbce.trainers import nnUNetTrainerclDice, nnUNetTrainerSkeletonRecall
+from nnunetv2_dbce.tools.synthetic import write_vessel_dataset
 from nnunetv2_dbce.voxel_maps import tubed_skeletons
 from helpers import make_trainer, onehot, validation_loss_and_reference
 from reference import reference_soft_dice, reference_weighted_ce
@@ -205,3 +207,22 @@ def test_topology_trainers_on_regions(plans_and_dataset_json, trainer_class):
         np.testing.assert_array_equal(batch["voxel_map"][0][0].numpy(), tubed_skeletons(full, None))
     trainer.on_train_epoch_start()
     assert np.isfinite(trainer.train_step(batch)["loss"])
+
+
+def test_generated_vessel_trees(tmp_path):
+    """Branching trees of varying width: few components, thick trunks and one-voxel twigs, in 2D PNGs and 3D NIfTI."""
+    import SimpleITK as sitk
+    from PIL import Image
+
+    folder = write_vessel_dataset(tmp_path, 995, num_train=3, num_test=1, size=64)
+    labels = [np.asarray(Image.open(p)) for p in sorted((folder / "labelsTr").glob("*.png"))]
+    assert len(labels) == 3 and len(list((folder / "imagesTs").glob("*_0000.png"))) == 1
+    for label in labels:
+        assert set(np.unique(label)) == {0, 1} and 0.01 < label.mean() < 0.3
+        assert ndimage.label(label, np.ones((3, 3)))[1] <= 2  # one or two trees (they may cross)
+        radius = ndimage.distance_transform_edt(label)[skeletonize(label > 0)]
+        assert radius.max() >= 2.5 and radius.min() <= 1.0  # thick trunks, one-pixel twigs
+    folder_3d = write_vessel_dataset(tmp_path, 996, num_train=1, num_test=0, size=32, dims=3)
+    volume = sitk.GetArrayFromImage(sitk.ReadImage(str(folder_3d / "labelsTr" / "vessels_000.nii.gz")))
+    assert volume.shape == (32, 32, 32) and 0.002 < volume.mean() < 0.3
+    assert json.loads((folder_3d / "dataset.json").read_text())["file_ending"] == ".nii.gz"

@@ -7,7 +7,7 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunetv2_dbce.trainers import nnUNetTrainerBalancedCE, nnUNetTrainerDBCE, nnUNetTrainerDBCEPMDice, \
-    nnUNetTrainerDiceDBCE, nnUNetTrainerPMDice, nnUNetTrainerPMDiceCE
+    nnUNetTrainerclDice, nnUNetTrainerDiceDBCE, nnUNetTrainerPMDice, nnUNetTrainerPMDiceCE, nnUNetTrainerSkeletonRecall
 
 
 class FewIterations:
@@ -39,6 +39,14 @@ class nnUNetTrainerDBCEPMDice_tiny(FewIterations, nnUNetTrainerDBCEPMDice):
 
 
 class nnUNetTrainerDiceDBCE_tiny(FewIterations, nnUNetTrainerDiceDBCE):
+    pass
+
+
+class nnUNetTrainerSkeletonRecall_tiny(FewIterations, nnUNetTrainerSkeletonRecall):
+    pass
+
+
+class nnUNetTrainerclDice_tiny(FewIterations, nnUNetTrainerclDice):
     pass
 
 
