@@ -7,7 +7,9 @@ enlarged by ``get_patch_size`` exactly as its data loader does, one deep-supervi
 the U-Net nnU-Net plans for the patch. The weight-map figure is ``DilatedBalancedWeightsTransform`` on the
 augmented patch, all deep-supervision scales together. ``--dilation`` prints the cost of the two exact
 dilations (OpenCV kernel, distance transform) that set ``MAX_KERNEL_WORK``; ``--voxel-maps`` adds rows for the
-two packaged per-voxel maps (the boundary loss's signed distances, the U-Net border weights) on the same samples.
+packaged per-voxel maps (the boundary loss's signed distances, the U-Net border weights, Skeleton Recall's tubed
+skeletons) on the same samples, and on the vessel-tree cases the cost of clDice's soft skeletons (forward and
+backward of ``ClDiceLoss`` for one sample, which runs in the training step instead of the workers).
 
 A second part plots the cost of ``dilated_balanced_weights`` alone against patch size and radius
 (structures scaled with the patch) to ``--plot``.
@@ -30,7 +32,9 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer  # noqa:
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from nnunetv2_dbce import DilatedBalancedWeightsTransform, VoxelMapTransform, dilated_balanced_weights  # noqa: E402
-from nnunetv2_dbce.voxel_maps import SignedDistanceMaps, UNetBorderWeights  # noqa: E402
+from nnunetv2_dbce.losses.topology import ClDiceLoss  # noqa: E402
+from nnunetv2_dbce.tools.synthetic import vessel_case  # noqa: E402
+from nnunetv2_dbce.voxel_maps import SignedDistanceMaps, TubedSkeletons, UNetBorderWeights  # noqa: E402
 
 
 def synthetic_labels(shape, structures, seed=0):
@@ -65,6 +69,8 @@ CASES = {
     "2D 512^2, 1 class covering ~half": dict(patch=(512, 512), structures=[(1, 220)]),
     "2D 512^2, 3 organ-sized (radii 90, 60, 50)": dict(patch=(512, 512), structures=[(1, 90), (2, 60), (3, 50)]),
     "2D 256^2, 2 small (radii 10, 6)": dict(patch=(256, 256), structures=[(1, 10), (2, 6)]),
+    "2D 512^2, vessel trees": dict(patch=(512, 512), structures="vessels"),
+    "3D 128^3, vessel trees": dict(patch=(128, 128, 128), structures="vessels"),
 }
 
 
@@ -74,14 +80,31 @@ NAIVE_MAX_CLASSES = 20
 VOXEL_MAP_MAX_CLASSES = 3
 
 
+def case_labels(shape, structures):
+    """The case's label map: ellipsoids, or (``structures == "vessels"``) the generated vessel trees (label 1)."""
+    if structures == "vessels":
+        return vessel_case(np.random.default_rng(0), tuple(shape))[1].astype(np.int16)
+    return synthetic_labels(shape, structures)
+
+
 def map_transforms(radii, num_classes, voxel_maps):
-    """(row label, transform) pairs: DBCE at each radius, then the two packaged per-voxel maps when asked."""
+    """(row label, transform) pairs: DBCE at each radius, then the packaged per-voxel maps when asked."""
     rows = [(f"weight maps, R = {radius:g}", DilatedBalancedWeightsTransform(radius)) for radius in radii]
     if voxel_maps and num_classes <= VOXEL_MAP_MAX_CLASSES:
         rows += [("boundary loss: signed distances", VoxelMapTransform(SignedDistanceMaps(num_classes + 1),
                                                                         continuous=True)),
-                 ("U-Net border weights (w0 10, sigma 5)", VoxelMapTransform(UNetBorderWeights()))]
+                 ("U-Net border weights (w0 10, sigma 5)", VoxelMapTransform(UNetBorderWeights())),
+                 ("Skeleton Recall: tubed skeletons", VoxelMapTransform(TubedSkeletons(range(1, num_classes + 1))))]
     return rows
+
+
+def cldice_seconds(segmentation: torch.Tensor, num_classes: int) -> float:
+    """clDice's soft skeletons for one sample at full resolution: ``ClDiceLoss`` forward and backward on random
+    logits (what Skeleton Recall's map spares the training step)."""
+    logits = torch.randn((1, num_classes + 1, *segmentation.shape[1:]), requires_grad=True)
+    start = time.perf_counter()
+    ClDiceLoss()(logits, segmentation[None].long()).backward()
+    return time.perf_counter() - start
 
 
 def naive_weight_maps(label_map: np.ndarray, radius: float) -> None:
@@ -191,7 +214,8 @@ def main():
         initial = get_patch_size(patch, rotation, rotation, rotation, (0.85, 1.25))
         transforms = nnUNetTrainer.get_training_transforms(patch, rotation, deep_supervision_scales(patch),
                                                            tuple(range(len(patch))), False)
-        labels = synthetic_labels(tuple(initial), case["structures"])
+        labels = case_labels(tuple(initial), case["structures"])
+        num_classes = int(labels.max())
         image = torch.from_numpy(np.random.default_rng(1).normal(size=(1, *initial)).astype(np.float32))
         repeats = args.repeats_2d if len(patch) == 2 else args.repeats_3d
 
@@ -203,7 +227,7 @@ def main():
                 augmented.append(transforms(**sample))
                 nnunet_times.append(time.perf_counter() - start)
             print(f"{name}: nnU-Net default training transforms  {summary(nnunet_times)}")
-            for label, transform in map_transforms(args.radii, len(case["structures"]), args.voxel_maps):
+            for label, transform in map_transforms(args.radii, num_classes, args.voxel_maps):
                 times = []
                 for sample in augmented:
                     start = time.perf_counter()
@@ -211,7 +235,12 @@ def main():
                     times.append(time.perf_counter() - start)
                 ratio = np.mean(times) / np.mean(nnunet_times)
                 print(f"{name}: {label:<38s} {summary(times)}  = {100 * ratio:5.1f} % of the transforms")
-            if args.naive_repeats == 0 or len(case["structures"]) > NAIVE_MAX_CLASSES:
+            if args.voxel_maps and case["structures"] == "vessels":
+                with torch.enable_grad():
+                    times = [cldice_seconds(sample["segmentation"][0], num_classes) for sample in augmented[:10]]
+                print(f"{name}: {'clDice soft skeletons, fwd+bwd':<38s} {summary(times)}  = "
+                      f"{100 * np.mean(times) / np.mean(nnunet_times):5.1f} % (in the training step)")
+            if args.naive_repeats == 0 or num_classes > NAIVE_MAX_CLASSES:
                 print()
                 continue
             times = []

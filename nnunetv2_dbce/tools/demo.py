@@ -15,6 +15,7 @@ from pathlib import Path
 
 from nnunetv2_dbce.tools.nnunet import nnunet_command
 from nnunetv2_dbce.tools.synthetic import LABELS, write_synthetic_dataset
+from nnunetv2_dbce.weight_maps import check_radius
 
 DEMO_TRAINER = '''import torch
 
@@ -63,7 +64,7 @@ def remove_earlier_demo(out: Path) -> None:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def main(argv=None) -> dict:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="nnUNetv2_dbce_demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("demo_output"),
@@ -74,7 +75,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--iterations", type=int, default=25, help="training iterations per epoch")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
+    if args.radius is not None:
+        try:
+            check_radius(args.radius)
+        except (TypeError, ValueError) as error:
+            parser.error(f"--radius: {error}")
+    if args.epochs < 1 or args.iterations < 1:
+        parser.error("--epochs and --iterations must be at least 1")
+    return args
 
+
+def run_demo(args: argparse.Namespace) -> dict:
+    """Generate, plan, train, predict, evaluate; print and return the per-label Dice of the test images."""
     started = time.time()
     out = args.out.resolve()
     remove_earlier_demo(out)
@@ -116,6 +128,11 @@ def main(argv=None) -> dict:
         print(f"  {name:>6}: {value:.3f}")
     print(f"wall time: {time.time() - started:.0f} s")
     return dice
+
+
+def main(argv=None) -> None:
+    """The console command: exit code 0 after a successful demo (the Dice is printed, not returned)."""
+    run_demo(parse_args(argv))
 
 
 if __name__ == "__main__":
