@@ -85,7 +85,8 @@ def test_continue_training_keeps_the_runs_radius(preprocessed_dataset, nnunet_en
 
 @pytest.mark.parametrize("trainer, logged", [
     ("nnUNetTrainerDBCEPMDice_tiny", "DBCE: dilation radius 3 voxels of the finest axis, spacing [2.5, 1.0, 1.0]"),
-    ("nnUNetTrainerSkeletonRecall_tiny", "Skeleton Recall: weight 1"), ("nnUNetTrainerclDice_tiny", "clDice: weight 0.5")])
+    ("nnUNetTrainerSkeletonRecall_tiny", "Skeleton Recall: weight 1"),
+    ("nnUNetTrainerclDice_tiny", "clDice: weight 0.5")])
 def test_3d_fullres_with_anisotropic_spacing(trainer, logged, preprocessed_3d_dataset, nnunet_env, tmp_path):
     run_cli([nnunet_command("nnUNetv2_train"), str(DATASET_3D_ID), "3d_fullres", "0", "-tr", trainer,
              "-device", "cpu"], nnunet_env)
