@@ -8,6 +8,7 @@ This runs in every Python process of the environment: it must stay cheap and mus
 ``nnUNetv2_dbce_autoload=0`` in the environment switches it off.
 """
 import os
+import sys
 
 ENV_VAR = "nnUNet_extTrainer"
 SWITCH = "nnUNetv2_dbce_autoload"  # set to 0 to turn the hook off (stock nnU-Net behaviour)
@@ -26,11 +27,16 @@ def trainer_folder():
     return folder if os.path.isdir(folder) else None
 
 
-def register(environ=os.environ):
+def register(environ=os.environ, stderr=None):
     """Append our trainer folder to ``environ[nnUNet_extTrainer]`` unless it is already listed or the hook is
-    switched off (``nnUNetv2_dbce_autoload=0``)."""
-    if environ.get(SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
+    switched off (``nnUNetv2_dbce_autoload=0``). A value that is neither on nor off is said on ``stderr``, once per
+    process, and the hook stays on."""
+    value = environ.get(SWITCH, "1").strip().lower()
+    if value in ("0", "false", "no", "off"):
         return
+    if value not in ("", "1", "true", "yes", "on"):
+        (stderr or sys.stderr).write(f"{SWITCH}={environ[SWITCH]!r} is neither on (1, true, yes, on) nor off (0, false, "
+                                     f"no, off): the nnunetv2-dbce trainers stay on nnU-Net's search path\n")
     folder = trainer_folder()
     if folder is None:
         return

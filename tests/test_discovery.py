@@ -1,4 +1,5 @@
 """Zero-set-up discovery: nnU-Net's own trainer lookup finds the package's trainers and the user's."""
+import io
 import os
 import subprocess
 import sys
@@ -56,6 +57,17 @@ def test_the_hook_can_be_switched_off():
     result = subprocess.run([sys.executable, "-c", "import os; print(os.environ.get('nnUNet_extTrainer'))"],
                             env=dict(env, nnUNetv2_dbce_autoload="0"), capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "None"
+
+
+def test_a_switch_value_that_is_neither_on_nor_off_is_said():
+    said = io.StringIO()
+    environ = {"nnUNet_extTrainer": "/my/trainers", "nnUNetv2_dbce_autoload": "maybe"}
+    nnunetv2_dbce_autoload.register(environ, said)
+    assert "nnUNetv2_dbce_autoload='maybe' is neither on" in said.getvalue()
+    assert environ["nnUNet_extTrainer"].startswith("/my/trainers" + os.pathsep)  # stays on
+    quiet = io.StringIO()
+    nnunetv2_dbce_autoload.register({"nnUNetv2_dbce_autoload": "Yes"}, quiet)
+    assert quiet.getvalue() == ""
 
 
 @pytest.mark.parametrize("name", ["nnUNetTrainerDBCE_nope"])

@@ -266,7 +266,8 @@ def test_study_smoke_run_records_and_resume(local_tiny_study, preprocessed_datas
         assert Image.open(out / png).size[0] > 100
     checkpoint_time = (run / "checkpoint_final.pth").stat().st_mtime
     second = run_cli(command, nnunet_env)
-    assert "nnUNetTrainerDBCE_tiny fold 0: recorded before, reusing" in second.stdout and "training" not in second.stdout
+    assert "nnUNetTrainerDBCE_tiny fold 0: recorded before, reusing" in second.stdout
+    assert "training" not in second.stdout
     assert (run / "checkpoint_final.pth").stat().st_mtime == checkpoint_time
     other = subprocess.run([*command[:command.index("--epochs")], "--epochs", "2",
                             *command[command.index("--epochs") + 2:]], env=nnunet_env, capture_output=True, text=True)

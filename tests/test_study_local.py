@@ -58,8 +58,10 @@ def test_resources_of_gpu_groups_and_cpu_shares(monkeypatch):
         local_resources("cuda", 1, ["0", "1"], gpus_per_run=4)
     with pytest.raises(ValueError, match="at least 1"):
         local_resources("cpu", 0)
-    assert local_resources("cpu", 2, cpus=8, augmentation_workers=6) == [Resources(threads=4, augmentation_workers=3)] * 2
-    assert local_resources("cpu", 4, cpus=2, augmentation_workers=2) == [Resources(threads=1, augmentation_workers=1)] * 4
+    half = Resources(threads=4, augmentation_workers=3)
+    assert local_resources("cpu", 2, cpus=8, augmentation_workers=6) == [half, half]
+    one = Resources(threads=1, augmentation_workers=1)
+    assert local_resources("cpu", 4, cpus=2, augmentation_workers=2) == [one] * 4
     assert Resources(gpus=("2", "3")).environment() == {"CUDA_VISIBLE_DEVICES": "2,3"}
 
 

@@ -19,6 +19,8 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
+from nnunetv2_dbce.tools.cli import UserError, console_command
+
 
 def read_mask(path: Path) -> np.ndarray:
     """A 0/1 uint8 mask from a JPEG (thresholded) or PNG (0/1 or 0/255) file."""
@@ -27,7 +29,7 @@ def read_mask(path: Path) -> np.ndarray:
         return (mask > 127).astype(np.uint8)
     values = set(np.unique(mask).tolist())
     if not (values <= {0, 1} or values <= {0, 255}):
-        raise SystemExit(f"{path}: expected a 0/1 or 0/255 mask, got values {sorted(values)[:10]}")
+        raise UserError(f"{path}: expected a 0/1 or 0/255 mask, got values {sorted(values)[:10]}")
     return (mask > 0).astype(np.uint8)
 
 
@@ -36,7 +38,7 @@ def convert(source: Path, raw: Path, dataset_id: int, num_cases: Optional[int] =
     """Write the nnU-Net raw dataset; return its folder. ``num_cases`` keeps the first cases (sorted ids)."""
     images = sorted((source / "images").glob("*.jpg"))[:num_cases]
     if not images:
-        raise SystemExit(f"no images/*.jpg in {source}")
+        raise UserError(f"no images/*.jpg in {source}")
     target = raw / f"Dataset{dataset_id:03d}_KvasirSEG"
     (target / "imagesTr").mkdir(parents=True, exist_ok=True)
     (target / "labelsTr").mkdir(exist_ok=True)
@@ -45,10 +47,10 @@ def convert(source: Path, raw: Path, dataset_id: int, num_cases: Optional[int] =
         mask_path = next((source / "masks" / f"{case}{suffix}" for suffix in (".png", ".jpg")
                           if (source / "masks" / f"{case}{suffix}").is_file()), None)
         if mask_path is None:
-            raise SystemExit(f"no mask for {case} in {source / 'masks'} (.png or .jpg)")
+            raise UserError(f"no mask for {case} in {source / 'masks'} (.png or .jpg)")
         image, mask = Image.open(image_path).convert("RGB"), Image.fromarray(read_mask(mask_path))
         if image.size != mask.size:
-            raise SystemExit(f"{case}: image {image.size} and mask {mask.size} differ in size")
+            raise UserError(f"{case}: image {image.size} and mask {mask.size} differ in size")
         if size is not None:
             image = image.resize((size, size), Image.Resampling.BOX)
             mask = mask.resize((size, size), Image.Resampling.NEAREST)
@@ -63,6 +65,7 @@ def convert(source: Path, raw: Path, dataset_id: int, num_cases: Optional[int] =
     return target
 
 
+@console_command("nnUNetv2_dbce_convert_kvasir")
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="nnUNetv2_dbce_convert_kvasir", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -73,7 +76,7 @@ def main(argv=None):
     parser.add_argument("--size", type=int, help="resize images and masks to SIZE x SIZE")
     args = parser.parse_args(argv)
     if args.raw is None:
-        raise SystemExit("give --raw or set nnUNet_raw")
+        raise UserError("give --raw or set nnUNet_raw")
     target = convert(args.source, args.raw, args.id, args.num_cases, args.size)
     print(f"wrote {target} ({len(list((target / 'labelsTr').glob('*.png')))} cases)")
 

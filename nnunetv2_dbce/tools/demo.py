@@ -13,6 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from nnunetv2_dbce.tools.cli import UserError, console_command
 from nnunetv2_dbce.tools.nnunet import nnunet_command
 from nnunetv2_dbce.tools.synthetic import LABELS, write_synthetic_dataset
 from nnunetv2_dbce.weight_maps import check_radius
@@ -44,7 +45,7 @@ def run(step: str, command: list, env: dict, log_file: Path, started: float) -> 
         result = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         tail = "".join(log_file.read_text().splitlines(keepends=True)[-40:])
-        raise SystemExit(f"{step} failed (exit {result.returncode}); end of {log_file}:\n{tail}")
+        raise UserError(f"{step} failed (exit {result.returncode}); end of {log_file}:\n{tail}")
 
 
 # What the demo writes into --out; a rerun removes these and nothing else.
@@ -57,8 +58,8 @@ def remove_earlier_demo(out: Path) -> None:
     if not present:
         return
     if not (out / "demo_log.txt").is_file():
-        raise SystemExit(f"{out} holds {', '.join(present)} but no demo_log.txt: not an earlier demo's output, "
-                         f"choose another --out")
+        raise UserError(f"{out} holds {', '.join(present)} but no demo_log.txt: not an earlier demo's output, "
+                        f"choose another --out")
     for name in present:
         path = out / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -130,6 +131,7 @@ def run_demo(args: argparse.Namespace) -> dict:
     return dice
 
 
+@console_command("nnUNetv2_dbce_demo")
 def main(argv=None) -> None:
     """The console command: exit code 0 after a successful demo (the Dice is printed, not returned)."""
     run_demo(parse_args(argv))

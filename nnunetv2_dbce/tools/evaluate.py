@@ -31,6 +31,7 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy import ndimage
 
+from nnunetv2_dbce.tools.cli import UserError, console_command
 from nnunetv2_dbce.tools.surface_metrics import surface_distances
 
 NSD_TOLERANCE_MM = 1.0
@@ -80,7 +81,10 @@ def holes(mask: np.ndarray) -> int:
 def evaluate_case(reference_file: str, prediction_file: str, reader_writer, labels_or_regions: Sequence,
                   ignore_label: Optional[int] = None, tolerance: float = NSD_TOLERANCE_MM) -> dict:
     """nnU-Net's ``compute_metrics`` of one case, each label's entry extended by the metrics of this module."""
-    from nnunetv2.evaluation.evaluate_predictions import compute_metrics, region_or_label_to_mask
+    from nnunetv2.evaluation.evaluate_predictions import (
+        compute_metrics,
+        region_or_label_to_mask,
+    )
 
     result = compute_metrics(reference_file, prediction_file, reader_writer, list(labels_or_regions), ignore_label)
     reference, properties = reader_writer.read_seg(reference_file)
@@ -168,26 +172,45 @@ def csv_rows(summary: dict, file_ending: str) -> list:
 
 
 def evaluate_folder(gt_folder, pred_folder, dataset_json: dict, output_file=None, num_processes: int = 2,
-                    tolerance: float = NSD_TOLERANCE_MM, progress: bool = True) -> dict:
+                    tolerance: float = NSD_TOLERANCE_MM, progress: bool = True, chill: bool = False) -> dict:
     """Evaluate every prediction in ``pred_folder`` against the same file name in ``gt_folder``.
 
     :param output_file: ``.json`` summary to write (and a ``.csv`` next to it); None: nothing written.
+    :param chill: as nnU-Net's ``-chill``: evaluate the predictions there are even if some references have none.
     :return: the summary (labels as ints, regions as tuples).
+
+    Raises:
+        UserError: a folder that does not exist, no predictions, a prediction without reference, or (unless
+            ``chill``) references without prediction.
     """
-    from nnunetv2.evaluation.evaluate_predictions import label_or_region_to_key, save_summary_json
-    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
+    from nnunetv2.evaluation.evaluate_predictions import (
+        label_or_region_to_key,
+        save_summary_json,
+    )
+    from nnunetv2.imageio.reader_writer_registry import (
+        determine_reader_writer_from_dataset_json,
+    )
     from nnunetv2.utilities.json_export import recursive_fix_for_json_export
     from nnunetv2.utilities.label_handling.label_handling import LabelManager
     from tqdm import tqdm
 
     file_ending = dataset_json["file_ending"]
     gt_folder, pred_folder = Path(gt_folder), Path(pred_folder)
+    for kind, folder in (("reference", gt_folder), ("predictions", pred_folder)):
+        if not folder.is_dir():
+            raise UserError(f"the {kind} folder {folder} does not exist")
     predictions = sorted(p for p in pred_folder.iterdir() if p.name.endswith(file_ending))
     if not predictions:
-        raise SystemExit(f"no predictions ({file_ending}) in {pred_folder}")
+        raise UserError(f"no predictions ({file_ending}) in {pred_folder}")
     missing = [p.name for p in predictions if not (gt_folder / p.name).is_file()]
     if missing:
-        raise SystemExit(f"{len(missing)} predictions have no reference in {gt_folder}, e.g. {missing[0]}")
+        raise UserError(f"{len(missing)} predictions have no reference in {gt_folder}, e.g. {missing[0]}")
+    unpredicted = sorted({p.name for p in gt_folder.iterdir() if p.name.endswith(file_ending)} -
+                         {p.name for p in predictions})
+    if unpredicted and not chill:
+        total = len(predictions) + len(unpredicted)
+        raise UserError(f"{len(unpredicted)} of the {total} references in {gt_folder} have no prediction in "
+                        f"{pred_folder} (e.g. {unpredicted[0]}); -chill evaluates the {len(predictions)} there are")
     labels = LabelManager(dataset_json["labels"], dataset_json.get("regions_class_order"))
     labels_or_regions = labels.foreground_regions if labels.has_regions else labels.foreground_labels
     reader_writer = determine_reader_writer_from_dataset_json(dataset_json, str(predictions[0]))()
@@ -201,7 +224,7 @@ def evaluate_folder(gt_folder, pred_folder, dataset_json: dict, output_file=None
     if output_file is not None:
         output_file = Path(output_file)
         if output_file.suffix != ".json":
-            raise SystemExit(f"the output file must end with .json, got {output_file}")
+            raise UserError(f"the output file must end with .json, got {output_file}")
         keyed = {part: {label_or_region_to_key(k): v for k, v in summary[part].items()}
                  for part in ("lesion_wise", "dice_by_size", "topology")}
         save_summary_json({**summary, **keyed}, str(output_file))  # nnU-Net's: label / region keys as strings
@@ -212,20 +235,28 @@ def evaluate_folder(gt_folder, pred_folder, dataset_json: dict, output_file=None
     return summary
 
 
+@console_command("nnUNetv2_dbce_evaluate")
 def main(argv=None):
     from nnunetv2.configuration import default_num_processes
     parser = argparse.ArgumentParser(prog="nnUNetv2_dbce_evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("gt_folder", help="folder with the reference segmentations")
     parser.add_argument("pred_folder", help="folder with the predicted segmentations (same file names)")
     parser.add_argument("-djfile", required=True, help="the dataset's dataset.json")
-    parser.add_argument("-o", help="output .json (a .csv is written next to it); default: PRED_FOLDER/summary_dbce.json")
+    parser.add_argument("-o", help="output .json (a .csv is written next to it); default: "
+                        "PRED_FOLDER/summary_dbce.json")
     parser.add_argument("-np", type=int, default=default_num_processes, help="processes")
     parser.add_argument("--nsd-tolerance", type=float, default=NSD_TOLERANCE_MM, help="NSD tolerance in mm")
+    parser.add_argument("-chill", action="store_true", help="as nnU-Net's: do not refuse when references have no "
+                        "prediction (only the predictions there are are evaluated)")
     args = parser.parse_args(argv)
     import json
-    dataset_json = json.loads(Path(args.djfile).read_text())
+    try:
+        dataset_json = json.loads(Path(args.djfile).read_text())
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot read the dataset.json {args.djfile}: {error}") from None
     output = Path(args.o) if args.o else Path(args.pred_folder) / "summary_dbce.json"
-    summary = evaluate_folder(args.gt_folder, args.pred_folder, dataset_json, output, args.np, args.nsd_tolerance)
+    summary = evaluate_folder(args.gt_folder, args.pred_folder, dataset_json, output, args.np, args.nsd_tolerance,
+                              chill=args.chill)
     for label, mean in summary["mean"].items():
         lesions = summary["lesion_wise"][label]
         topology = summary["topology"][label]

@@ -19,6 +19,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from nnunetv2_dbce.tools.cli import UserError, console_command
+
 ORIGINAL_TRAINER_KEY = "nnunetv2_dbce_trainer"
 
 
@@ -29,8 +31,8 @@ def stock_trainer_name(trainer_class) -> str:
         if base.__module__.startswith("nnunetv2.") and getattr(base, "build_network_architecture", None) is build:
             return base.__name__
     owner = next(b for b in trainer_class.__mro__ if "build_network_architecture" in vars(b))
-    raise SystemExit(f"{trainer_class.__name__} builds its network with {owner.__module__}.{owner.__name__}."
-                     f"build_network_architecture, which stock nnU-Net does not have: it could not rebuild this model")
+    raise UserError(f"{trainer_class.__name__} builds its network with {owner.__module__}.{owner.__name__}."
+                    f"build_network_architecture, which stock nnU-Net does not have: it could not rebuild this model")
 
 
 def rewrite_checkpoints(source: Path, target: Path, trainer: str, stock_trainer: str) -> int:
@@ -44,7 +46,7 @@ def rewrite_checkpoints(source: Path, target: Path, trainer: str, stock_trainer:
             if item.filename.endswith(".pth"):
                 checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
                 if checkpoint.get("trainer_name") != trainer:
-                    raise SystemExit(f"{item.filename} was written by {checkpoint.get('trainer_name')}, not {trainer}")
+                    raise UserError(f"{item.filename} was written by {checkpoint.get('trainer_name')}, not {trainer}")
                 checkpoint["trainer_name"] = stock_trainer
                 checkpoint[ORIGINAL_TRAINER_KEY] = trainer
                 buffer = io.BytesIO()
@@ -77,6 +79,7 @@ def export_for_inference(dataset: str, output_file: Path, configurations, traine
     return stock
 
 
+@console_command("nnUNetv2_dbce_export_for_inference")
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="nnUNetv2_dbce_export_for_inference", description=__doc__.split("\n\n")[0])
     parser.add_argument("-d", required=True, help="dataset name or id")

@@ -19,13 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunetv2_dbce.tools.cli import UserError, console_command
 from nnunetv2_dbce.tools.nnunet import check_configuration, dataset_folder
-from nnunetv2_dbce.weight_maps import axis_scale, dilate, dilated_balanced_weights
+from nnunetv2_dbce.weight_maps import axis_scale, check_radius, dilate, dilated_balanced_weights
 
 
 def load_preprocessed_case(dataset: str, case: str, configuration: str, plans: str):
     """Image (C, Z, Y, X), label map (Z, Y, X), spacing (per axis, mm), 2D flag and ignore label of a case."""
     import json
+
     from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
@@ -35,11 +37,11 @@ def load_preprocessed_case(dataset: str, case: str, configuration: str, plans: s
     config = PlansManager(plans_json).get_configuration(configuration)
     data_folder = folder / config.data_identifier
     if not data_folder.is_dir():
-        raise SystemExit(f"{data_folder} does not exist: preprocess {configuration} first")
+        raise UserError(f"{data_folder} does not exist: preprocess {configuration} first")
     dataset_class = infer_dataset_class(str(data_folder))
     identifiers = dataset_class.get_identifiers(str(data_folder))
     if case not in identifiers:
-        raise SystemExit(f"case {case!r} is not in {data_folder} (e.g. {identifiers[:3]})")
+        raise UserError(f"case {case!r} is not in {data_folder} (e.g. {identifiers[:3]})")
     data, seg, _, _ = dataset_class(str(data_folder), [case]).load_case(case)
     ignore_label = json.loads((folder / "dataset.json").read_text())["labels"].get("ignore")
     image, label_map = np.asarray(data), np.asarray(seg[0]).astype(np.int16)
@@ -146,13 +148,14 @@ def fold_cases(dataset: str, fold: int, split: str) -> list:
     import json
     path = dataset_folder(dataset) / "splits_final.json"
     if not path.is_file():
-        raise SystemExit(f"{path} does not exist: nnU-Net writes it when it first trains a fold")
+        raise UserError(f"{path} does not exist: nnU-Net writes it when it first trains a fold")
     splits = json.loads(path.read_text())
     if not 0 <= fold < len(splits):
-        raise SystemExit(f"{path} has folds 0-{len(splits) - 1}, not {fold}")
+        raise UserError(f"{path} has folds 0-{len(splits) - 1}, not {fold}")
     return splits[fold][split]
 
 
+@console_command("nnUNetv2_dbce_inspect")
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="nnUNetv2_dbce_inspect", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -172,6 +175,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if (args.case is None) == (args.fold is None):
         parser.error("give a case or --fold (not both)")
+    for radius in args.radii:
+        try:
+            check_radius(radius)
+        except (TypeError, ValueError) as error:
+            parser.error(f"-r: {error}")
 
     import json
     labels = {value: name for name, value in

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
+from nnunetv2_dbce.tools.cli import UserError
 from nnunetv2_dbce.tools.nnunet import check_configuration
 
 # nnU-Net 2.8's ExperimentPlanner: UNet_featuremap_min_edge_length, UNet_max_features_2d / _3d
@@ -31,12 +32,14 @@ def replan_topology(config: dict, patch_size: Sequence[int]) -> dict:
     :return: the configuration with ``patch_size`` (possibly padded by nnU-Net's planner to a multiple of
         ``2**pools`` per axis) and the architecture's stages, strides, kernel sizes, features and blocks.
     """
-    from nnunetv2.experiment_planning.experiment_planners.network_topology import get_pool_and_conv_props
+    from nnunetv2.experiment_planning.experiment_planners.network_topology import (
+        get_pool_and_conv_props,
+    )
 
     spacing = config["spacing"]
     if len(patch_size) != len(spacing) or any(int(p) < 1 for p in patch_size):
-        raise SystemExit(f"--patch-size needs {len(spacing)} positive values for this configuration, got "
-                         f"{list(patch_size)}")
+        raise UserError(f"--patch-size needs {len(spacing)} positive values for this configuration, got "
+                        f"{list(patch_size)}")
     _, strides, kernel_sizes, padded_patch, _ = get_pool_and_conv_props(spacing, [int(p) for p in patch_size],
                                                                         MIN_FEATURE_MAP_EDGE, 999999)
     num_stages = len(strides)
@@ -68,12 +71,12 @@ def derive_small_plans(folder: Path, source: str, configuration: str, batch_size
     check_configuration(plans, configuration, source)
     config = plans["configurations"][configuration]
     if "inherits_from" in config:
-        raise SystemExit(f"{configuration} inherits from another configuration: give --batch-size/--patch-size/"
-                         f"--features for a configuration with its own settings")
+        raise UserError(f"{configuration} inherits from another configuration: give --batch-size/--patch-size/"
+                        f"--features for a configuration with its own settings")
     identifier = source
     if batch_size is not None:
         if batch_size < 1:
-            raise SystemExit(f"--batch-size must be >= 1, got {batch_size}")
+            raise UserError(f"--batch-size must be >= 1, got {batch_size}")
         config["batch_size"] = batch_size
         identifier += f"_bs{batch_size}"
     if patch_size is not None:
@@ -84,7 +87,7 @@ def derive_small_plans(folder: Path, source: str, configuration: str, batch_size
         identifier += "_ps" + "x".join(map(str, config["patch_size"]))
     if features is not None:
         if features < 1:
-            raise SystemExit(f"--features must be >= 1, got {features}")
+            raise UserError(f"--features must be >= 1, got {features}")
         arch = config["architecture"]["arch_kwargs"]
         arch["features_per_stage"] = [min(MAX_FEATURES[len(config["spacing"])], features * 2 ** i)
                                       for i in range(arch["n_stages"])]

@@ -28,7 +28,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from nnunetv2_dbce.tools.nnunet import dataset_folder, dataset_name, nnunet_command
+from nnunetv2_dbce.tools.cli import UserError, console_command
+from nnunetv2_dbce.tools.nnunet import dataset_folder, dataset_id, dataset_name, nnunet_command
 from nnunetv2_dbce.tools.plans import derive_small_plans
 from nnunetv2_dbce.tools.study_local import LocalScheduler, local_resources
 from nnunetv2_dbce.tools.study_report import DEFAULT_TRAINERS, report
@@ -110,10 +111,14 @@ def ensure_preprocessed(dataset: str, configuration: str, plans: str) -> Path:
     folder = dataset_folder(dataset)
     if not (folder / f"{plans}.json").is_file():
         if plans != "nnUNetPlans":
-            raise SystemExit(f"{folder / plans}.json does not exist")
-        print(f"No plans in {folder}: running nnUNetv2_plan_and_preprocess -d {dataset} -c {configuration}")
-        subprocess.run([nnunet_command("nnUNetv2_plan_and_preprocess"), "-d", dataset,
-                        "-c", configuration, "--verify_dataset_integrity"], check=True)
+            raise UserError(f"{folder / plans}.json does not exist")
+        identifier = str(dataset_id(dataset))
+        print(f"No plans in {folder}: running nnUNetv2_plan_and_preprocess -d {identifier} -c {configuration}")
+        planned = subprocess.run([nnunet_command("nnUNetv2_plan_and_preprocess"), "-d", identifier,
+                                  "-c", configuration, "--verify_dataset_integrity"])
+        if planned.returncode != 0:
+            raise UserError(f"nnUNetv2_plan_and_preprocess -d {identifier} -c {configuration} failed (exit "
+                            f"{planned.returncode}): its output is above")
     return folder
 
 
@@ -141,10 +146,33 @@ def check_same_settings(args, plans: str, names: dict):
         changed = {key: (before.get(key), value) for key, value in settings.items() if before.get(key) != value}
         if changed:
             differences = ", ".join(f"{key}: {old} -> {new}" for key, (old, new) in changed.items())
-            raise SystemExit(f"{args.out} holds a study with other settings ({differences}); use another --out, "
-                             f"or the same settings to resume")
+            raise UserError(f"{args.out} holds a study with other settings ({differences}); use another --out, "
+                            f"or the same settings to resume")
     args.out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(settings, indent=2))
+
+
+def check_trainers(names) -> None:
+    """Look every trainer up as ``nnUNetv2_train`` will (nnU-Net's trainers, then ``nnUNet_extTrainer``), before
+    any planning or training.
+
+    Raises:
+        UserError: names nnU-Net cannot find.
+    """
+    import contextlib
+    import io
+
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+    unknown = []
+    for name in names:
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                recursive_find_trainer_class_by_name(name)
+        except (RuntimeError, AssertionError):
+            unknown.append(name)
+    if unknown:
+        raise UserError(f"nnU-Net finds no trainer {', '.join(unknown)} (searched nnU-Net's trainers and "
+                        f"nnUNet_extTrainer={os.environ.get('nnUNet_extTrainer', '')})")
 
 
 def prepare(args) -> tuple:
@@ -158,6 +186,8 @@ def prepare(args) -> tuple:
 
 
 def run_study(args):
+    dataset_name(args.dataset)  # an unknown dataset is refused before anything else
+    check_trainers(args.trainers)
     plans, dataset_json = prepare(args)
     runs = [StudyRun(args, plans, trainer, fold) for trainer in args.trainers for fold in args.folds]
     where = "SLURM" if args.slurm else f"device {args.device}"
@@ -185,10 +215,11 @@ def run_study(args):
     if any((args.out / "runs").glob("*.csv")):
         report(args.out)
     if failed:
-        raise SystemExit(f"{len(failed)} run(s) failed: " + "; ".join(f"{run.name} (log {run.log})" for run in failed)
-                         + ". The others are recorded; the same command retries the failed runs.")
+        raise UserError(f"{len(failed)} run(s) failed: " + "; ".join(f"{run.name} (log {run.log})" for run in failed)
+                        + ". The others are recorded; the same command retries the failed runs.")
 
 
+@console_command("nnUNetv2_dbce_study")
 def main(argv=None):
     args = parse_args(argv)
     if args.report_only:

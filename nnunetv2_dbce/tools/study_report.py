@@ -10,7 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunetv2_dbce.tools.evaluate import CASE_METRICS, lesion_scores, size_bin, size_bins
+from nnunetv2_dbce.tools.cli import UserError
+from nnunetv2_dbce.tools.evaluate import (
+    CASE_METRICS,
+    lesion_scores,
+    size_bin,
+    size_bins,
+)
 from nnunetv2_dbce.tools.provenance import ENVIRONMENT_FIELDS
 from nnunetv2_dbce.tools.statistics import holm, paired_comparison
 
@@ -213,7 +219,8 @@ def provenance_lines(runs: dict) -> tuple:
         for (trainer, fold), value in sorted(described.items()):
             if value:
                 by_value.setdefault(str(value.get(field)), []).append(f"{short(trainer)} fold {fold}")
-        lines.append(f"- {field}: " + "; ".join(f"{value} ({len(members)} runs)" for value, members in by_value.items()))
+        counted = [f"{value} ({len(members)} runs)" for value, members in by_value.items()]
+        lines.append(f"- {field}: " + "; ".join(counted))
         if field in ENVIRONMENT_FIELDS and len(by_value) > 1:
             warnings.append(f"The records disagree on {field}: " + "; ".join(
                 f"{value} ({', '.join(members)})" for value, members in by_value.items()))
@@ -240,7 +247,7 @@ def report(out: Path):
     names = settings["labels"]
     rows, runs = load_records(out)
     if not rows:
-        raise SystemExit(f"no records in {out / 'runs'}")
+        raise UserError(f"no records in {out / 'runs'}")
     trainers = trainer_order(runs)
     edges = add_size_bins(rows, names)
     with open(out / "results.csv", "w", newline="") as handle:
@@ -258,7 +265,7 @@ def report(out: Path):
             f"{settings['nsd_tolerance']:g} mm; lesion F1 from the fold's summed lesion counts; "
             + ("clDice (hard skeletons) and Betti number errors per case (b1: 2D only); "
                if len(table_metrics(rows)) > len(TABLE_METRICS) else "") + "Dice by size: "
-            f"cases in tertiles of reference volume (edges per label: "
+            "cases in tertiles of reference volume (edges per label: "
             + "; ".join(f"{names[k]} {', '.join(f'{e:.0f}' for e in v)}" for k, v in edges.items()) + ").",
             f"{len(minutes)} runs trained here, {min(minutes):.1f}-{max(minutes):.1f} min each." if minutes else "", ""]
     described, disagreements = provenance_lines(runs)

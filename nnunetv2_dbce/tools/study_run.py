@@ -167,6 +167,7 @@ def run_facts(output_folder: Path) -> dict:
     pseudo Dice of each label or region per epoch) and the loss settings the package's trainers record there
     (e.g. a derived radius; None otherwise)."""
     import torch
+
     from nnunetv2_dbce.trainers.settings import SETTINGS_KEY, without_trainer
     checkpoint = torch.load(output_folder / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     logging = checkpoint["logging"]

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from nnunetv2_dbce.tools.cli import UserError
 from nnunetv2_dbce.tools.study_local import minutes_text, signal_group
 from nnunetv2_dbce.tools.study_run import Resources, StudyRun
 
@@ -32,7 +33,7 @@ _child: Optional[subprocess.Popen] = None  # the training process of the job run
 
 def require_submitit():
     if submitit is None:
-        raise SystemExit("--slurm needs submitit: pip install 'nnunetv2-dbce[cluster]'")
+        raise UserError("--slurm needs submitit: pip install 'nnunetv2-dbce[cluster]'")
     return submitit
 
 
