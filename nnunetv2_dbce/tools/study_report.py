@@ -227,6 +227,18 @@ def provenance_lines(runs: dict) -> tuple:
     return lines, warnings
 
 
+def lost_labels(rows, names: dict) -> list:
+    """``"<trainer> fold <k>: <label> (Dice 0 on n of m cases)"`` for every run and label whose Dice is 0 on at least
+    half of the cases that contain the label (reference volume above 0): the run never learned to predict it."""
+    counts = {}
+    for r in rows:
+        if r["ref_volume"] > 0:
+            zero, total = counts.get((r["trainer"], r["fold"], r["label"]), (0, 0))
+            counts[(r["trainer"], r["fold"], r["label"])] = (zero + (r["Dice"] == 0), total + 1)
+    return [f"{short(trainer)} fold {fold}: {names[label]} (Dice 0 on {zero} of {total} cases)"
+            for (trainer, fold, label), (zero, total) in counts.items() if 2 * zero >= total]
+
+
 def fold_sections(fold_sets: dict) -> list:
     """``(title, trainers, folds)`` per table of the report: the folds every trainer ran, then each other fold
     set some trainer ran (fewest folds first) with every trainer that ran at least those folds."""
@@ -268,6 +280,10 @@ def report(out: Path):
             "cases in tertiles of reference volume (edges per label: "
             + "; ".join(f"{names[k]} {', '.join(f'{e:.0f}' for e in v)}" for k, v in edges.items()) + ").",
             f"{len(minutes)} runs trained here, {min(minutes):.1f}-{max(minutes):.1f} min each." if minutes else "", ""]
+    lost = lost_labels(rows, names)
+    if lost:
+        text += ["**Lost labels** (Dice 0 on at least half of the cases that contain the label: the run never learned "
+                 "to predict it):", "", *[f"- lost: {line}" for line in lost], ""]
     described, disagreements = provenance_lines(runs)
     text += ["Provenance of the records:", "", *described, "", *[f"**{w}**" for w in disagreements],
              *([""] if disagreements else [])]
@@ -289,7 +305,7 @@ def report(out: Path):
     plot_curves({t: [runs[t][f]["curves"] for f in fold_sets[t]] for t in trainers}, out / "curves.png")
     (out / "comparisons.json").write_text(json.dumps(tests, indent=1))
     print("\n".join(text))
-    for warning in disagreements:
+    for warning in disagreements + [f"lost: {line}" for line in lost]:
         print(f"Warning: {warning}", file=sys.stderr)
     print(f"Wrote {out / 'results.csv'}, results.md, comparisons.json, metrics.png, size.png, curves.png")
 

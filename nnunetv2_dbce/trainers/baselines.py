@@ -6,9 +6,10 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunetv2_dbce.losses.focal import FocalLoss, FocalTverskyLoss
 from nnunetv2_dbce.trainers.deep_supervision import refuse_regions, with_innermost
+from nnunetv2_dbce.trainers.lost_labels import LostLabelWarning
 
 
-class nnUNetTrainerFocalLoss(nnUNetTrainer):
+class nnUNetTrainerFocalLoss(LostLabelWarning, nnUNetTrainer):
     """Focal loss (Lin et al. 2017), gamma = 2, inside nnU-Net's deep-supervision weighting; ignore label masked."""
 
     focal_gamma = 2.0
@@ -22,7 +23,7 @@ class nnUNetTrainerFocalLoss(nnUNetTrainer):
         return with_innermost(super()._build_loss(), FocalLoss(self.focal_gamma, self.label_manager.ignore_label))
 
 
-class nnUNetTrainerFocalTversky(nnUNetTrainer):
+class nnUNetTrainerFocalTversky(LostLabelWarning, nnUNetTrainer):
     """Focal Tversky loss (Abraham & Khan 2019: alpha 0.7, beta 0.3, gamma 4/3) on nnU-Net's Dice settings
     (batch Dice from the plans, background excluded), inside nnU-Net's deep-supervision weighting."""
 

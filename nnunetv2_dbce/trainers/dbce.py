@@ -7,8 +7,12 @@ from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 
 from nnunetv2_dbce.losses.compound import DiceAndDBCELoss
 from nnunetv2_dbce.losses.dbce import DBCELoss, RegionDBCELoss
-from nnunetv2_dbce.structure_sizes import RADIUS_PER_STRUCTURE_RADIUS, derived_radius, measured_identifiers, \
-    structure_radii
+from nnunetv2_dbce.structure_sizes import (
+    RADIUS_PER_STRUCTURE_RADIUS,
+    derived_radius,
+    measured_identifiers,
+    structure_radii,
+)
 from nnunetv2_dbce.trainers.settings import CheckpointedLossSettings
 from nnunetv2_dbce.trainers.soft_dice import nnunet_soft_dice
 from nnunetv2_dbce.trainers.voxel_map import nnUNetTrainerVoxelMap

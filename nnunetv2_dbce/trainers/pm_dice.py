@@ -5,6 +5,7 @@ from nnunetv2_dbce.losses.compound import DiceAndDBCELoss
 from nnunetv2_dbce.losses.pm_dice import PMDiceLoss, check_gamma
 from nnunetv2_dbce.trainers.dbce import nnUNetTrainerDBCE
 from nnunetv2_dbce.trainers.deep_supervision import innermost
+from nnunetv2_dbce.trainers.lost_labels import LostLabelWarning
 from nnunetv2_dbce.trainers.settings import CheckpointedLossSettings
 from nnunetv2_dbce.trainers.soft_dice import nnunet_soft_dice
 
@@ -32,7 +33,7 @@ class PMDiceGamma(CheckpointedLossSettings):
         return nnunet_soft_dice(self, PMDiceLoss, gamma=self.pm_dice_gamma)
 
 
-class nnUNetTrainerPMDiceCE(PMDiceGamma, nnUNetTrainer):
+class nnUNetTrainerPMDiceCE(PMDiceGamma, LostLabelWarning, nnUNetTrainer):
     """PM Dice + CE, weighted 1:1: nnU-Net's own Dice+CE (or Dice+BCE for regions) with its soft Dice
     swapped for PM Dice of the same settings, so ignore labels, region-based training and deep supervision
     work exactly as in nnU-Net.

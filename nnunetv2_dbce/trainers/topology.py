@@ -7,6 +7,7 @@ from nnunetv2.utilities.helpers import softmax_helper_dim1
 from nnunetv2_dbce.losses.compound import WithAddedTerm
 from nnunetv2_dbce.losses.topology import ClDiceLoss, SkeletonRecallLoss
 from nnunetv2_dbce.trainers.deep_supervision import with_innermost
+from nnunetv2_dbce.trainers.lost_labels import LostLabelWarning
 from nnunetv2_dbce.trainers.settings import CheckpointedLossSettings
 from nnunetv2_dbce.trainers.soft_dice import nnunet_dice_ce
 from nnunetv2_dbce.trainers.voxel_map import nnUNetTrainerVoxelMap
@@ -43,7 +44,7 @@ class nnUNetTrainerSkeletonRecall(CheckpointedLossSettings, nnUNetTrainerVoxelMa
         return WithAddedTerm(nnunet_dice_ce(self), recall, self.skeleton_recall_weight)
 
 
-class nnUNetTrainerclDice(CheckpointedLossSettings, nnUNetTrainer):
+class nnUNetTrainerclDice(CheckpointedLossSettings, LostLabelWarning, nnUNetTrainer):
     """nnU-Net's Dice+CE + ``cldice_weight`` x soft clDice (Shit et al., CVPR 2021; MONAI's ``SoftclDiceLoss``,
     ``cldice_iterations`` soft-skeleton steps). Weight 0.5: clDice's and MONAI's ``SoftDiceclDiceLoss`` mix of
     soft Dice and clDice, 1:1 (alpha 0.5). Regions: sigmoid channels. Ignore label: masked in both terms."""

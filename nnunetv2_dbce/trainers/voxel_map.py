@@ -13,10 +13,11 @@ from torch import nn
 
 from nnunetv2_dbce.patches.voxel_map_loader import FAILED_KEY, raise_if_failed, voxel_map_loader_in_nnunet
 from nnunetv2_dbce.trainers.deep_supervision import with_innermost
+from nnunetv2_dbce.trainers.lost_labels import LostLabelWarning
 from nnunetv2_dbce.transforms.voxel_map import VOXEL_MAP_KEY, VoxelMapTransform
 
 
-class nnUNetTrainerVoxelMap(nnUNetTrainer):
+class nnUNetTrainerVoxelMap(LostLabelWarning, nnUNetTrainer):
     """nnU-Net's trainer whose loss also receives a per-voxel map made from the label.
 
     Subclass and set:
