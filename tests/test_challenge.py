@@ -13,6 +13,7 @@ from PIL import Image
 
 from helpers import DATASET_ID, run_cli
 from nnunetv2_dbce.tools.nnunet import nnunet_command
+from nnunetv2_dbce.tools.cli import UserError
 
 pytestmark = pytest.mark.e2e
 TRAINERS = ("nnUNetTrainerDBCE_tiny", "nnUNetTrainer_tiny")
@@ -131,5 +132,5 @@ def test_export_refuses_a_network_stock_nnunet_cannot_build():
         def build_network_architecture(*args, **kwargs):
             raise NotImplementedError
 
-    with pytest.raises(SystemExit, match="nnUNetTrainerOwnNetwork.build_network_architecture, which stock nnU-Net"):
+    with pytest.raises(UserError, match="nnUNetTrainerOwnNetwork.build_network_architecture, which stock nnU-Net"):
         stock_trainer_name(nnUNetTrainerOwnNetwork)

@@ -21,6 +21,7 @@ from scipy import ndimage
 
 from helpers import DATASET_ID, STUDY, TINY_STUDY, run_cli
 from reference import ball_structuring_element, reference_surface_metrics
+from nnunetv2_dbce.tools.cli import UserError
 from nnunetv2_dbce.tools.inspect import patch_shares, weight_summary
 from nnunetv2_dbce.tools.nnunet import nnunet_command
 from nnunetv2_dbce.tools.plans import derive_small_plans
@@ -77,9 +78,9 @@ def test_small_plans_variant_keeps_source_and_data(tmp_path):
     assert (config["batch_size"], config["patch_size"], config["data_identifier"]) == (8, [56, 40], "nnUNetPlans_2d")
     assert config["architecture"]["arch_kwargs"]["features_per_stage"] == [16, 32, 64, 128]
     assert derive_small_plans(tmp_path, "nnUNetPlans", "2d") == "nnUNetPlans"
-    with pytest.raises(SystemExit, match="configuration '3d_lowres' is not in"):
+    with pytest.raises(UserError, match="configuration '3d_lowres' is not in"):
         derive_small_plans(tmp_path, "nnUNetPlans", "3d_lowres", batch_size=2)
-    with pytest.raises(SystemExit, match="--patch-size needs 2 positive values"):
+    with pytest.raises(UserError, match="--patch-size needs 2 positive values"):
         derive_small_plans(tmp_path, "nnUNetPlans", "2d", patch_size=[32])
 
 

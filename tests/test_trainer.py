@@ -11,6 +11,7 @@ import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 
 from nnunetv2_dbce import DBCELoss, dilated_balanced_weights
+from nnunetv2_dbce.patches.voxel_map_loader import raise_if_failed
 from nnunetv2_dbce.trainers import nnUNetTrainerBalancedCE, nnUNetTrainerDBCE
 from helpers import make_trainer
 from reference import reference_weighted_ce
@@ -190,3 +191,49 @@ def test_the_cause_is_the_last_thing_printed(plans_and_dataset_json, tmp_path):
     assert last_line == "ValueError: the segmentation holds label 2, but the dataset's labels go up to 1", \
         result.stderr[-2000:]
     assert "no longer alive" not in result.stderr
+
+
+def single_process_loaders(trainer):
+    trainer.initialize()
+    loader_train, _ = trainer.get_dataloaders()
+    return loader_train.data_loader  # nnUNet_n_proc_DA=0: batches are made in this process
+
+
+@pytest.mark.parametrize("failing_call", [1, 2])
+def test_a_case_that_fails_to_load_is_the_one_named(plans_and_dataset_json, monkeypatch, failing_call):
+    """Loading fails for the first or the second sample of a batch: the message names that case (the one nnU-Net
+    was loading) and the worker's exception is chained."""
+    loader = single_process_loaders(make_trainer(nnUNetTrainerDBCE, *plans_and_dataset_json))
+    original, calls = loader._data.load_case, []
+
+    def load_case(identifier):
+        calls.append(identifier)
+        if len(calls) == failing_call:
+            raise OSError(f"cannot read {identifier}")
+        return original(identifier)
+
+    monkeypatch.setattr(loader._data, "load_case", load_case)
+    batch = loader.generate_train_batch()
+    with pytest.raises(RuntimeError, match=rf"sample of case '{calls[-1]}' failed.*OSError: cannot read {calls[-1]}") \
+            as raised:
+        raise_if_failed(batch)
+    assert isinstance(raised.value.__cause__, OSError) and calls[-1] == loader.batch_keys[failing_call - 1]
+
+
+def test_a_failure_after_the_last_sample_names_the_batch_and_interrupts_pass(plans_and_dataset_json, monkeypatch):
+    loader = single_process_loaders(make_trainer(nnUNetTrainerDBCE, *plans_and_dataset_json))
+    import nnunetv2_dbce.patches.voxel_map_loader as loader_module
+
+    def uneven(per_sample):
+        raise RuntimeError("maps of different shapes")
+
+    monkeypatch.setattr(loader_module, "stack_voxel_maps", uneven)
+    with pytest.raises(RuntimeError, match=r"stacking the voxel maps of cases \['demo_"):
+        raise_if_failed(loader.generate_train_batch())
+
+    def interrupted(identifier):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loader._data, "load_case", interrupted)
+    with pytest.raises(KeyboardInterrupt):  # never turned into a failed batch
+        loader.generate_train_batch()

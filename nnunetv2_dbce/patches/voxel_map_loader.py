@@ -11,11 +11,13 @@ worker processes before returning, so ``VoxelMapDataLoader`` must stand in for t
 (``voxel_map_loader_in_nnunet``): a plain assignment, undone on exit.
 
 Errors: batchgenerators' workers print an exception and stop, and the main process only learns that a
-worker died. So a sample that fails (a map that cannot be made, say) turns into a batch holding only
-``FAILED_KEY``: the case identifier, the error and its traceback, which the trainer raises in the main
-process (``raise_if_failed``).
+worker died. So a sample that fails (a case that cannot be loaded, a map that cannot be made) turns into a batch
+holding only ``FAILED_KEY``: the case identifier, the error and its traceback (and the exception itself, when it
+pickles), which the trainer raises in the main process (``raise_if_failed``). The failing case is the sample
+nnU-Net's loop was at: it asks ``get_do_oversample(j)`` first for every sample ``j``, before loading it.
 """
 import importlib
+import pickle
 import traceback
 from contextlib import contextmanager
 from typing import List, Union
@@ -28,6 +30,7 @@ from nnunetv2_dbce.transforms.voxel_map import VOXEL_MAP_KEY
 nnunet_trainer_module = importlib.import_module("nnunetv2.training.nnUNetTrainer.nnUNetTrainer")
 VoxelMaps = Union[torch.Tensor, List[torch.Tensor]]
 FAILED_KEY = "failed"
+FAILED_ERROR_KEY = "failed_error"
 
 
 class SetAsideVoxelMaps:
@@ -64,28 +67,52 @@ class VoxelMapDataLoader(nnUNetDataLoader):
         if self.transforms is None:
             raise ValueError(f"VoxelMapDataLoader needs transforms that add '{VOXEL_MAP_KEY}'")
         self.transforms = SetAsideVoxelMaps(self.transforms)
+        # nnU-Net picks its oversampling rule in __init__ as an instance attribute; wrap whichever it chose
+        self.nnunet_do_oversample, self.get_do_oversample = self.get_do_oversample, self.oversample_and_note_sample
 
     def get_indices(self):
         self.batch_keys = super().get_indices()
         return self.batch_keys
 
+    def oversample_and_note_sample(self, sample_idx: int) -> bool:
+        """nnU-Net asks this first for each sample of the batch, before loading it: note the sample being prepared."""
+        self.current_sample = sample_idx
+        return self.nnunet_do_oversample(sample_idx)
+
     def generate_train_batch(self) -> dict:
         self.transforms.set_aside.clear()
+        self.batch_keys, self.current_sample = [], None
         try:
             batch = super().generate_train_batch()
         except Exception as error:
-            case = self.batch_keys[len(self.transforms.set_aside)]  # samples are done in order: the next one failed
-            return {FAILED_KEY: f"Preparing the training sample of case '{case}' failed in a data loader "
-                                f"worker: {type(error).__name__}: {error}\n{traceback.format_exc()}"}
-        batch[VOXEL_MAP_KEY] = stack_voxel_maps(self.transforms.set_aside)
-        self.transforms.set_aside.clear()
+            if self.current_sample is None:
+                return failed("choosing the cases of a training batch", error)
+            return failed(f"the training sample of case '{self.batch_keys[self.current_sample]}'", error)
+        try:
+            batch[VOXEL_MAP_KEY] = stack_voxel_maps(self.transforms.set_aside)
+        except Exception as error:
+            return failed(f"stacking the voxel maps of cases {[str(key) for key in self.batch_keys]}", error)
+        finally:
+            self.transforms.set_aside.clear()
         return batch
 
 
+def failed(what: str, error: Exception) -> dict:
+    """The batch a worker sends instead of a failed one: the message with the traceback, and the exception when
+    it pickles (to chain it in the main process)."""
+    message = f"Preparing {what} failed in a data loader worker: {type(error).__name__}: {error}\n" \
+              f"{traceback.format_exc()}"
+    try:
+        pickle.dumps(error)
+    except Exception:
+        return {FAILED_KEY: message}
+    return {FAILED_KEY: message, FAILED_ERROR_KEY: error}
+
+
 def raise_if_failed(batch: dict) -> None:
-    """Raise, in the main process, the error a worker sent instead of a batch."""
+    """Raise, in the main process, the error a worker sent instead of a batch, the worker's exception chained."""
     if FAILED_KEY in batch:
-        raise RuntimeError(batch[FAILED_KEY])
+        raise RuntimeError(batch[FAILED_KEY]) from batch.get(FAILED_ERROR_KEY)
 
 
 @contextmanager

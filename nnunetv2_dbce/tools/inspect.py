@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunetv2_dbce.tools.cli import UserError, console_command
-from nnunetv2_dbce.tools.nnunet import check_configuration, dataset_folder
+from nnunetv2_dbce.tools.nnunet import check_configuration, dataset_folder, fold_cases
 from nnunetv2_dbce.weight_maps import axis_scale, check_radius, dilate, dilated_balanced_weights
 
 
@@ -141,18 +141,6 @@ def montage(image: np.ndarray, label_map: np.ndarray, weights: dict, title: str,
     figure.colorbar(shown, ax=axes[2:], shrink=0.8, label="voxel weight (log scale)")
     figure.savefig(path, dpi=110)
     plt.close(figure)
-
-
-def fold_cases(dataset: str, fold: int, split: str) -> list:
-    """The cases of nnU-Net's fold ``fold`` (``split``: ``train`` or ``val``) from ``splits_final.json``."""
-    import json
-    path = dataset_folder(dataset) / "splits_final.json"
-    if not path.is_file():
-        raise UserError(f"{path} does not exist: nnU-Net writes it when it first trains a fold")
-    splits = json.loads(path.read_text())
-    if not 0 <= fold < len(splits):
-        raise UserError(f"{path} has folds 0-{len(splits) - 1}, not {fold}")
-    return splits[fold][split]
 
 
 @console_command("nnUNetv2_dbce_inspect")

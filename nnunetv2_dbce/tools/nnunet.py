@@ -53,3 +53,15 @@ def nnunet_command(name: str) -> str:
     if found is None:
         raise FileNotFoundError(f"{name} not found: is nnunetv2 installed in this environment?")
     return found
+
+
+def fold_cases(dataset: str, fold: int, split: str) -> list:
+    """The cases of nnU-Net's fold ``fold`` (``split``: ``train`` or ``val``) from ``splits_final.json``."""
+    import json
+    path = dataset_folder(dataset) / "splits_final.json"
+    if not path.is_file():
+        raise UserError(f"{path} does not exist: nnU-Net writes it when it first trains a fold")
+    splits = json.loads(path.read_text())
+    if not 0 <= fold < len(splits):
+        raise UserError(f"{path} has folds 0-{len(splits) - 1}, not {fold}")
+    return splits[fold][split]

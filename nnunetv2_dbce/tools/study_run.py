@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Optional
 
 from nnunetv2_dbce.tools.evaluate import CASE_METRICS, csv_rows, evaluate_folder
-from nnunetv2_dbce.tools.nnunet import dataset_folder, dataset_name
+from nnunetv2_dbce.tools.cli import UserError
+from nnunetv2_dbce.tools.nnunet import dataset_folder, dataset_name, fold_cases
 from nnunetv2_dbce.tools.provenance import provenance
 
 
@@ -127,9 +128,16 @@ class StudyRun:
     def write_record(self, dataset_json: dict, minutes: Optional[float], resources: Resources) -> Path:
         """Evaluate this finished run's validation predictions and write its record (per-case CSV + JSON)."""
         args = self.args
-        summary = evaluate_folder(dataset_folder(args.dataset) / "gt_segmentations", self.output_folder / "validation",
-                                  dataset_json, num_processes=max(1, os.cpu_count()), tolerance=args.nsd_tolerance,
-                                  progress=False)
+        validation = self.output_folder / "validation"
+        predicted = {path.name for path in validation.iterdir()} if validation.is_dir() else set()
+        unpredicted = [case for case in fold_cases(args.dataset, self.fold, "val")
+                       if case + dataset_json["file_ending"] not in predicted]
+        if unpredicted:
+            raise UserError(f"{self.trainer} fold {self.fold}: {len(unpredicted)} validation cases of the fold have "
+                            f"no prediction in {validation} (e.g. {unpredicted[0]})")
+        summary = evaluate_folder(dataset_folder(args.dataset) / "gt_segmentations", validation, dataset_json,
+                                  num_processes=max(1, os.cpu_count()), tolerance=args.nsd_tolerance,
+                                  progress=False, chill=True)  # the fold's cases, checked above
         path = self.record(".csv")
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path.with_suffix(".tmp"), "w", newline="") as handle:
