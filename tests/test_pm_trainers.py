@@ -65,11 +65,13 @@ def test_region_based_training_uses_sigmoid_pm_dice(plans_and_dataset_json, trai
 
 @pytest.mark.parametrize("gamma, error, message", [(-1.0, ValueError, ">= 0"), ("high", TypeError, "number"),
                                                    ([1.0, 2.0], ValueError, "gamma has 2 values but there are 3")])
-def test_bad_gamma_is_refused_before_training(plans_and_dataset_json, gamma, error, message):
+def test_bad_gamma_is_refused_before_training(plans_and_dataset_json, gamma, error, message, capsys):
     for base in (nnUNetTrainerPMDice, nnUNetTrainerDBCEPMDice):
         bad = type("nnUNetTrainerPMDice_bad", (base,), {"pm_dice_gamma": gamma})
         with pytest.raises(error, match=message):
             make_trainer(bad, *plans_and_dataset_json)
+        stated = [line for line in capsys.readouterr().out.splitlines() if "ERROR: nnUNetTrainerPMDice_bad: " in line]
+        assert len(stated) == 1 and message in stated[0]  # one line, before nnU-Net's traceback
 
 
 def test_per_class_gamma_is_used(plans_and_dataset_json):

@@ -54,3 +54,15 @@ def test_checkpoint_without_settings_keeps_the_current_ones(plans_and_dataset_js
     trainer.load_checkpoint(str(tmp_path / "checkpoint.pth"))
     default = nnUNetTrainerDBCE.dilation_radius
     assert trainer.dilation_radius == default and trainer.my_init_kwargs[SETTINGS_KEY]["dilation_radius"] == default
+
+
+def test_resumed_settings_pass_the_checks_of_the_class(plans_and_dataset_json, tmp_path, capsys):
+    import torch
+    saved_checkpoint(nnUNetTrainerPMDice, plans_and_dataset_json, tmp_path / "checkpoint.pth")
+    checkpoint = torch.load(tmp_path / "checkpoint.pth", weights_only=False)
+    checkpoint["init_args"][SETTINGS_KEY]["pm_dice_gamma"] = (-2.0,)  # edited, or written by a buggy version
+    torch.save(checkpoint, tmp_path / "edited.pth")
+    trainer = make_trainer(nnUNetTrainerPMDice, *plans_and_dataset_json)
+    with pytest.raises(ValueError, match=">= 0"):
+        trainer.load_checkpoint(str(tmp_path / "edited.pth"))
+    assert "ERROR: nnUNetTrainerPMDice (loss settings of the checkpoint): " in capsys.readouterr().out

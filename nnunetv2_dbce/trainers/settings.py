@@ -25,8 +25,18 @@ class CheckpointedLossSettings:
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.validate_loss_settings()
+        self.check_loss_settings("")
         self.my_init_kwargs[SETTINGS_KEY] = self.loss_settings()
+
+    def check_loss_settings(self, origin: str) -> None:
+        """``validate_loss_settings``; a bad setting is stated in one line on the console and in the log before
+        the error is raised (nnU-Net's ``nnUNetv2_train`` then shows its traceback). ``origin``: where the
+        settings came from, for the message."""
+        try:
+            self.validate_loss_settings()
+        except (ValueError, TypeError) as error:
+            self.print_to_log_file(f"ERROR: {type(self).__name__}{origin}: {error}", also_print_to_console=True)
+            raise
 
     def validate_loss_settings(self) -> None:
         """Check and normalise the settings; each trainer class checks its own and calls super."""
@@ -63,4 +73,5 @@ class CheckpointedLossSettings:
                                f"current ones, {current}")
         for name, value in saved_loss.items():
             setattr(self, name, value)
+        self.check_loss_settings(" (loss settings of the checkpoint)")
         self.loss = self._build_loss()
