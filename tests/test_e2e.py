@@ -34,10 +34,12 @@ def training_log_with_finite_losses(fold: Path) -> str:
     ("nnUNetTrainerDiceDBCE_tiny", ["DBCE: dilation radius 3 voxels"], True),
     ("nnUNetTrainerSkeletonRecall_tiny", ["Skeleton Recall: weight 1, skeletons tubed by 2 voxels"], True),
     ("nnUNetTrainerclDice_tiny", ["clDice: weight 0.5, 3 soft-skeleton iterations"], True),
-    ("nnUNetTrainerProximityCE_tiny", [], False),  # the example in docs/voxel_maps.md
-    ("nnUNetTrainerAlignedMap_tiny", [], False),  # a user's map whose loss fails unless aligned at every scale
+    # the example in docs/voxel_maps.md; a user's map whose loss fails unless aligned at every scale
+    ("nnUNetTrainerProximityCE_tiny", ["Voxel map: foreground_proximity, made in the augmentation workers, averaged"],
+     False),
+    ("nnUNetTrainerAlignedMap_tiny", ["Voxel map: label_channels, made in the augmentation workers, sampled"], False),
     ("nnUNetTrainerBoundaryLoss_tiny", ["boundary loss weight alpha 0.01", "boundary loss weight alpha 0.02"], False),
-    ("nnUNetTrainerUNetBorderWeightedCE_tiny", [], False),
+    ("nnUNetTrainerUNetBorderWeightedCE_tiny", ["Voxel map: UNetBorderWeights, made in the augmentation workers"], False),
 ])
 def test_train_validate_predict_on_cpu(trainer, logged, predict, preprocessed_dataset, nnunet_env, tmp_path):
     train = run_cli([nnunet_command("nnUNetv2_train"), str(DATASET_ID), "2d", "0", "-tr", trainer,
@@ -47,7 +49,7 @@ def test_train_validate_predict_on_cpu(trainer, logged, predict, preprocessed_da
     fold = Path(nnunet_env["nnUNet_results"]) / preprocessed_dataset.name / f"{trainer}__nnUNetPlans__2d" / "fold_0"
     assert (fold / "checkpoint_final.pth").is_file() and (fold / "progress.png").is_file()
     log = training_log_with_finite_losses(fold)
-    assert all(line in log for line in logged)
+    assert logged and all(line in log for line in logged)
     assert set(json.loads((fold / "validation" / "summary.json").read_text())["mean"]) == {"1", "2"}
     if not predict:
         return

@@ -70,6 +70,15 @@ class nnUNetTrainerVoxelMap(LostLabelWarning, nnUNetTrainer):
         """nnU-Net's validation transforms followed by the voxel-map transform, so validation loss is the same loss."""
         return ComposeTransforms([super().get_validation_transforms(*args, **kwargs), self._voxel_map_transform()])
 
+    def on_train_start(self):
+        super().on_train_start()
+        function = self.get_voxel_map_function()
+        name = getattr(function, "__name__", type(function).__name__)
+        scales = len(self._get_deep_supervision_scales()) if self.enable_deep_supervision else 1
+        sampling = "averaged" if self.voxel_map_is_continuous else "sampled nearest-exact"
+        self.print_to_log_file(f"Voxel map: {name}, made in the augmentation workers, {sampling} to {scales} "
+                               f"deep-supervision scale(s)", also_print_to_console=True)
+
     def get_dataloaders(self):
         with voxel_map_loader_in_nnunet():
             return super().get_dataloaders()
