@@ -21,6 +21,21 @@ class NoDeepSupervision:
         self.enable_deep_supervision = False
 
 
+def reference_loss(base, logits, target, weights) -> float:
+    """The trainer's loss at one scale from the slow references: (B, C, X, Y) logits, (B, 1, X, Y) target."""
+    labels = target[:, 0].numpy()
+    probabilities, onehot = torch.softmax(logits, 1).numpy(), np.stack([labels == c for c in range(3)], 1)
+    ones = np.ones(labels.shape)
+    pm_dice = reference_pm_dice(probabilities, onehot, 1.0, True, False, 1e-5)
+    return {nnUNetTrainerDBCE: lambda: reference_weighted_ce(logits.numpy(), labels, weights[:, 0].numpy()),
+            nnUNetTrainerPMDice: lambda: pm_dice,
+            nnUNetTrainerPMDiceCE: lambda: pm_dice + reference_weighted_ce(logits.numpy(), labels, ones),
+            nnUNetTrainerDBCEPMDice: lambda: pm_dice + reference_weighted_ce(logits.numpy(), labels,
+                                                                             weights[:, 0].numpy()),
+            nnUNetTrainerDiceDBCE: lambda: reference_soft_dice(probabilities, onehot, True, False, 1e-5) +
+            reference_weighted_ce(logits.numpy(), labels, weights[:, 0].numpy())}[base]()
+
+
 @pytest.mark.parametrize("base", ALL_TRAINERS, ids=lambda c: c.__name__)
 def test_without_deep_supervision(plans_and_dataset_json, base):
     trainer = make_trainer(type(base.__name__ + "_noDS", (NoDeepSupervision, base), {}), *plans_and_dataset_json)
@@ -33,7 +48,11 @@ def test_without_deep_supervision(plans_and_dataset_json, base):
     trainer.on_train_epoch_start()
     assert np.isfinite(trainer.train_step(batch)["loss"])
     trainer.on_validation_epoch_start()
-    assert np.isfinite(trainer.validation_step(next(loader_val))["loss"])
+    batch = next(loader_val)
+    with torch.no_grad():
+        logits = trainer.network(batch["data"]).double()
+    expected = reference_loss(base, logits, batch["target"], batch.get("voxel_map"))
+    assert float(trainer.validation_step(batch)["loss"]) == pytest.approx(expected, rel=1e-4)
 
 
 def with_ignored_stripe(batch, trainer):
