@@ -121,6 +121,7 @@ def test_console_command(folders, tmp_path):
     assert "lesion F1" in result.stdout and out.is_file() and out.with_suffix(".csv").is_file()
     summary = json.loads(out.read_text())
     assert not math.isnan(summary["foreground_mean"]["Dice"]) and set(summary["lesion_wise"]) == {"1", "2"}
+    assert summary["lost"] == {} and "LOST" not in result.stdout
     missing = subprocess.run([EVALUATE,
                               str(tmp_path), str(folders / "pred"), "-djfile", str(tmp_path / "dataset.json")],
                              capture_output=True, text=True, timeout=300)
@@ -157,3 +158,22 @@ def test_topology_metrics_of_hand_made_cases():
     assert math.isnan(topology_metrics(empty, empty)["clDice"])
     assert topology_metrics(blob, empty) == {"clDice": 0.0, "betti0_error": 1, "betti1_error": pytest.approx(math.nan,
                                                                                                                nan_ok=True)}
+
+
+def test_a_label_at_dice_0_on_half_its_cases_is_flagged_lost(folders, tmp_path):
+    (tmp_path / "pred").mkdir()
+    for case in range(3):
+        prediction = sitk.GetArrayFromImage(sitk.ReadImage(str(folders / "pred" / f"case_{case}.nii.gz")))
+        if case < 2:
+            prediction[prediction == 2] = 0  # label 2 never predicted in two of the three cases
+        write(prediction, tmp_path / "pred" / f"case_{case}.nii.gz")
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": LABELS, "file_ending": ".nii.gz"}))
+    result = subprocess.run([EVALUATE, str(folders / "gt"), str(tmp_path / "pred"), "-djfile",
+                             str(tmp_path / "dataset.json"), "-np", "1"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "pred" / "summary_dbce.json").read_text())
+    assert summary["lost"] == {"2": {"zero_dice": 2, "cases": 3}}
+    assert "LOST 2: Dice 0 on 2 of the 3 cases that contain it" in result.stdout
+    in_process = evaluate_folder(folders / "gt", tmp_path / "pred", {"labels": LABELS, "file_ending": ".nii.gz"},
+                             num_processes=1, progress=False)
+    assert in_process["lost"] == {2: {"zero_dice": 2, "cases": 3}}

@@ -133,12 +133,22 @@ def lesion_scores(ref_lesions: int, detected: int, pred_lesions: int, tp: int) -
             "detected_lesions": detected, "pred_lesions": pred_lesions, "tp_lesions": tp}
 
 
+def zero_dice_cases(dice_of_cases_with_label: Sequence[float]) -> Optional[tuple]:
+    """``(cases at Dice 0, cases)`` when a label is *lost*: Dice 0 on at least half of the cases that contain it
+    (the run never learned to predict it); None otherwise."""
+    zero, total = sum(d == 0 for d in dice_of_cases_with_label), len(dice_of_cases_with_label)
+    return (zero, total) if total and 2 * zero >= total else None
+
+
 def summarize(per_case: list, labels_or_regions: Sequence) -> dict:
-    """nnU-Net's summary layout (``metric_per_case``, ``mean``, ``foreground_mean``) plus ``lesion_wise`` and
-    ``dice_by_size`` per label."""
-    means, lesion_wise, dice_by_size, topology = {}, {}, {}, {}
+    """nnU-Net's summary layout (``metric_per_case``, ``mean``, ``foreground_mean``) plus ``lesion_wise``,
+    ``dice_by_size`` and ``topology`` per label, and ``lost``: ``{label: {"zero_dice": n, "cases": m}}`` for the
+    labels at Dice 0 on at least half of the m cases that contain them."""
+    means, lesion_wise, dice_by_size, topology, lost = {}, {}, {}, {}, {}
     for label in labels_or_regions:
         metrics = [case["metrics"][label] for case in per_case]
+        if counts := zero_dice_cases([c["Dice"] for c in metrics if c["ref_volume"] > 0]):
+            lost[label] = {"zero_dice": counts[0], "cases": counts[1]}
         means[label] = {m: float(np.nanmean([c[m] for c in metrics])) if any(not math.isnan(c[m]) for c in metrics)
                         else math.nan for m in metrics[0]}
         counts = [sum(c[key] for c in metrics) for key in ("ref_lesions", "detected_lesions", "pred_lesions",
@@ -157,7 +167,7 @@ def summarize(per_case: list, labels_or_regions: Sequence) -> dict:
     foreground_mean = {m: float(np.nanmean(values)) if not np.isnan(values).all() else math.nan
                        for m in means[foreground[0]] if (values := [means[label][m] for label in foreground])}
     return {"metric_per_case": per_case, "mean": means, "foreground_mean": foreground_mean,
-            "lesion_wise": lesion_wise, "dice_by_size": dice_by_size, "topology": topology}
+            "lesion_wise": lesion_wise, "dice_by_size": dice_by_size, "topology": topology, "lost": lost}
 
 
 def case_name(path: str, file_ending: str) -> str:
@@ -226,7 +236,7 @@ def evaluate_folder(gt_folder, pred_folder, dataset_json: dict, output_file=None
         if output_file.suffix != ".json":
             raise UserError(f"the output file must end with .json, got {output_file}")
         keyed = {part: {label_or_region_to_key(k): v for k, v in summary[part].items()}
-                 for part in ("lesion_wise", "dice_by_size", "topology")}
+                 for part in ("lesion_wise", "dice_by_size", "topology", "lost")}
         save_summary_json({**summary, **keyed}, str(output_file))  # nnU-Net's: label / region keys as strings
         with open(output_file.with_suffix(".csv"), "w", newline="") as handle:
             writer = csv.DictWriter(handle, ["case", "label", *CASE_METRICS])
@@ -264,6 +274,9 @@ def main(argv=None):
               f"lesion F1 {lesions['F1']:.3f} (recall {lesions['recall']:.3f}, precision {lesions['precision']:.3f}), "
               f"clDice {topology['clDice']:.4f}, Betti errors b0 {topology['betti0_error']:g} "
               f"b1 {topology['betti1_error']:g}")
+    for label, counts in summary["lost"].items():
+        print(f"LOST {label}: Dice 0 on {counts['zero_dice']} of the {counts['cases']} cases that contain it; the "
+              f"model does not predict it")
     print(f"Wrote {output} and {output.with_suffix('.csv')}")
 
 

@@ -16,6 +16,7 @@ from nnunetv2_dbce.tools.evaluate import (
     lesion_scores,
     size_bin,
     size_bins,
+    zero_dice_cases,
 )
 from nnunetv2_dbce.tools.provenance import ENVIRONMENT_FIELDS
 from nnunetv2_dbce.tools.statistics import holm, paired_comparison
@@ -230,13 +231,12 @@ def provenance_lines(runs: dict) -> tuple:
 def lost_labels(rows, names: dict) -> list:
     """``"<trainer> fold <k>: <label> (Dice 0 on n of m cases)"`` for every run and label whose Dice is 0 on at least
     half of the cases that contain the label (reference volume above 0): the run never learned to predict it."""
-    counts = {}
+    dice = {}
     for r in rows:
         if r["ref_volume"] > 0:
-            zero, total = counts.get((r["trainer"], r["fold"], r["label"]), (0, 0))
-            counts[(r["trainer"], r["fold"], r["label"])] = (zero + (r["Dice"] == 0), total + 1)
-    return [f"{short(trainer)} fold {fold}: {names[label]} (Dice 0 on {zero} of {total} cases)"
-            for (trainer, fold, label), (zero, total) in counts.items() if 2 * zero >= total]
+            dice.setdefault((r["trainer"], r["fold"], r["label"]), []).append(r["Dice"])
+    return [f"{short(trainer)} fold {fold}: {names[label]} (Dice 0 on {counts[0]} of {counts[1]} cases)"
+            for (trainer, fold, label), values in dice.items() if (counts := zero_dice_cases(values))]
 
 
 def fold_sections(fold_sets: dict) -> list:
