@@ -55,7 +55,7 @@ def test_evaluator_matches_nnunet_and_brute_force(folders):
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
 
     dataset_json = {"labels": LABELS, "file_ending": ".nii.gz", "channel_names": {"0": "x"}}
-    summary = evaluate_folder(folders / "gt", folders / "pred", dataset_json, folders / "out.json", num_processes=2,
+    summary = evaluate_folder(folders / "gt", folders / "pred", dataset_json, folders / "out.json", num_processes=1,
                               tolerance=1.5, progress=False)
     nnunet = compute_metrics_on_folder(str(folders / "gt"), str(folders / "pred"), None, SimpleITKIO(), ".nii.gz",
                                        [1, 2], ignore_label=3, num_processes=1)
@@ -116,7 +116,7 @@ def test_console_command(folders, tmp_path):
     out = tmp_path / "summary.json"
     result = subprocess.run([EVALUATE,
                              str(folders / "gt"), str(folders / "pred"), "-djfile", str(tmp_path / "dataset.json"),
-                             "-o", str(out), "-np", "1"], capture_output=True, text=True, timeout=300)
+                             "-o", str(out), "-np", "2"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "lesion F1" in result.stdout and out.is_file() and out.with_suffix(".csv").is_file()
     summary = json.loads(out.read_text())

@@ -226,9 +226,12 @@ def evaluate_folder(gt_folder, pred_folder, dataset_json: dict, output_file=None
     reader_writer = determine_reader_writer_from_dataset_json(dataset_json, str(predictions[0]))()
     jobs = [(str(gt_folder / p.name), str(p), reader_writer, labels_or_regions, labels.ignore_label, tolerance)
             for p in predictions]
-    with multiprocessing.get_context("spawn").Pool(num_processes) as pool:
-        per_case = list(tqdm(pool.imap(_evaluate_case_star, jobs), total=len(jobs), disable=not progress,
-                             desc="Evaluating cases"))
+    if num_processes == 1:  # in this process: no worker start-up (seconds of imports)
+        per_case = [_evaluate_case_star(job) for job in tqdm(jobs, disable=not progress, desc="Evaluating cases")]
+    else:
+        with multiprocessing.get_context("spawn").Pool(num_processes) as pool:
+            per_case = list(tqdm(pool.imap(_evaluate_case_star, jobs), total=len(jobs), disable=not progress,
+                                 desc="Evaluating cases"))
     summary = summarize(per_case, labels_or_regions)
     recursive_fix_for_json_export(summary)
     if output_file is not None:
