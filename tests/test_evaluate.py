@@ -158,6 +158,11 @@ def test_topology_metrics_of_hand_made_cases():
     assert math.isnan(topology_metrics(empty, empty)["clDice"])
     assert topology_metrics(blob, empty) == {"clDice": 0.0, "betti0_error": 1, "betti1_error": pytest.approx(math.nan,
                                                                                                                nan_ok=True)}
+    from skimage.morphology import skeletonize
+    assert not skeletonize(blob).any()  # 3D thinning deletes the 2x2x2 cube: it stands for its own skeleton
+    assert topology_metrics(blob, blob)["clDice"] == 1
+    shifted = np.roll(blob, 1, axis=0)  # half of it overlaps the blob: precision = sensitivity = 1/2
+    assert topology_metrics(blob, shifted)["clDice"] == pytest.approx(0.5)
 
 
 def test_a_label_at_dice_0_on_half_its_cases_is_flagged_lost(folders, tmp_path):

@@ -54,20 +54,28 @@ def topology_metrics(reference: np.ndarray, prediction: np.ndarray) -> dict:
     when both masks are empty, 0 when one is; and the Betti number errors ``|b0(P) - b0(L)|`` (connected
     components, full connectivity) and, for 2D masks (singleton axes dropped), ``|b1(P) - b1(L)|`` (holes: the
     background's face-connected components that do not touch the border; NaN in 3D)."""
-    from skimage.morphology import skeletonize
     reference, prediction = np.squeeze(reference), np.squeeze(prediction)
     if not reference.any() and not prediction.any():
         cldice = math.nan
     elif not reference.any() or not prediction.any():
         cldice = 0.0
     else:
-        precision = float((skeletonize(prediction) & reference).sum()) / float(skeletonize(prediction).sum())
-        sensitivity = float((skeletonize(reference) & prediction).sum()) / float(skeletonize(reference).sum())
+        precision = float((skeleton(prediction) & reference).sum()) / float(skeleton(prediction).sum())
+        sensitivity = float((skeleton(reference) & prediction).sum()) / float(skeleton(reference).sum())
         cldice = 2 * precision * sensitivity / (precision + sensitivity) if precision + sensitivity > 0 else 0.0
     full = ndimage.generate_binary_structure(reference.ndim, reference.ndim)
     betti0 = abs(ndimage.label(prediction, full)[1] - ndimage.label(reference, full)[1])
     betti1 = abs(holes(prediction) - holes(reference)) if reference.ndim == 2 else math.nan
     return {"clDice": cldice, "betti0_error": betti0, "betti1_error": betti1}
+
+
+def skeleton(mask: np.ndarray) -> np.ndarray:
+    """``skimage.morphology.skeletonize`` of a boolean mask, except that an object thinned away entirely (3D
+    thinning deletes a 2x2x2 cube) is its own skeleton: every object of the mask keeps at least one voxel."""
+    from skimage.morphology import skeletonize
+    thinned = skeletonize(mask)
+    objects = ndimage.label(mask, ndimage.generate_binary_structure(mask.ndim, mask.ndim))[0]
+    return thinned | (mask & ~np.isin(objects, np.unique(objects[thinned])))
 
 
 def holes(mask: np.ndarray) -> int:
