@@ -118,10 +118,12 @@ def test_accepts_whole_number_floats_and_returns_float32():
     np.testing.assert_array_equal(weights, dilated_balanced_weights(label_map.astype(np.int16), 1))
 
 
-@pytest.mark.parametrize("radius, error", [(-1, ValueError), (float("nan"), ValueError), (float("inf"), ValueError),
-                                           ("5", TypeError), (None, TypeError), (True, TypeError)])
-def test_bad_radius_is_refused(radius, error):
-    with pytest.raises(error, match="radius"):
+@pytest.mark.parametrize("radius, error, message", [
+    (-1, ValueError, "got -1.0"), (float("nan"), ValueError, "got nan"), (float("inf"), ValueError, "got inf"),
+    ("5", TypeError, r"got '5' \(str\)"), (None, TypeError, r"got None \(NoneType\)"),
+    (True, TypeError, r"got True \(bool\)")])
+def test_bad_radius_is_refused(radius, error, message):
+    with pytest.raises(error, match="dilation radius must be .*" + message):
         dilated_balanced_weights(np.zeros((4, 4), np.int16), radius)
 
 
