@@ -11,6 +11,7 @@ from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 
 from helpers import make_trainer
 from nnunetv2_dbce import DiceAndDBCELoss, DilatedBalancedWeightsTransform, PMDiceLoss, RegionDBCELoss, region_weights
+from nnunetv2_dbce.weight_maps import DBCEWeightMap
 from nnunetv2_dbce.trainers import nnUNetTrainerBalancedCE, nnUNetTrainerDBCE, nnUNetTrainerDBCEPMDice
 from reference import reference_pm_dice, reference_weights
 
@@ -43,7 +44,20 @@ def test_region_weights_are_each_channels_binary_weights(shape, spacing, radius)
             binary = np.where(label_map == 3, 2, np.isin(label_map, region)).astype(np.int16)
             np.testing.assert_allclose(weights[channel], reference_weights(binary, radius, spacing, ignore_label=2),
                                        rtol=1e-5)
-        assert np.all(weights[:, label_map == 3] == 0)
+        assert np.all(weights[:, label_map == 3] == 0) and weights.dtype == np.float32
+
+
+@pytest.mark.parametrize("spacing", [None, (1.0, 3.0)])
+def test_region_weights_without_an_ignore_channel_and_through_the_map_function(spacing):
+    """Every channel is a region when nnU-Net has no ignore label; ``DBCEWeightMap`` passes the spacing on."""
+    label_map = label_map_with_ignore((15, 18), 0, ignore_label=0)
+    masks = np.stack([np.isin(label_map, r) for r in REGIONS]).astype(np.int16)
+    weights = region_weights(masks, 2, spacing)
+    assert weights.shape == (2, 15, 18) and weights.dtype == np.float32
+    for channel, region in enumerate(REGIONS):
+        expected = reference_weights(np.isin(label_map, region).astype(np.int16), 2, spacing)
+        np.testing.assert_allclose(weights[channel], expected, rtol=1e-5)
+    np.testing.assert_array_equal(DBCEWeightMap(2)(masks, spacing or (1.0, 1.0)), weights)
 
 
 def weighted_bce_voxel_loop(logits, regions, weights, ignored):
