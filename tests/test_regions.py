@@ -84,8 +84,13 @@ def test_region_dbce_loss_matches_voxel_loop(ignore_channel):
     expected = weighted_bce_voxel_loop(logits.detach().numpy(), target[:, :2].numpy(), weights.numpy(), ignored)
     assert loss.item() == pytest.approx(expected, rel=1e-10)
     assert torch.autograd.gradcheck(lambda x: RegionDBCELoss(ignore_channel)(x, target, weights), (logits,))
-    with pytest.raises(ValueError, match="region targets and weights of shape"):
+    said = r" \(\+1 ignore channel in the target\)" if ignore_channel else ""
+    target_shape = "3" if ignore_channel else "2"
+    with pytest.raises(ValueError, match=rf"of shape \(2, 2, 5, 6\){said}, got \(2, {target_shape}, 5, 6\) and "
+                                         rf"\(2, 1, 5, 6\)$"):
         RegionDBCELoss(ignore_channel)(logits, target, weights[:, :1])
+    if not ignore_channel:
+        assert RegionDBCELoss()(logits, target, weights).item() == loss.item()  # no ignore channel by default
 
 
 def test_dbce_and_pm_dice_on_regions_is_the_sum_of_its_parts():
