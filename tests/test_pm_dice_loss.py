@@ -150,3 +150,21 @@ def test_per_class_gamma_of_the_wrong_length_is_refused():
     with pytest.raises(ValueError, match="gamma has 2 values but there are 3 classes"):
         PMDiceLoss(softmax, [1.0, 2.0])(logits, target)
     assert check_gamma([1, 2, 3], 3) == (1.0, 2.0, 3.0)
+
+
+def test_defaults_are_the_papers_settings_with_nnunets_dice():
+    """gamma 1, batch Dice, background excluded, smoothing 1e-5, no DDP: ``PMDiceLoss(softmax)`` as documented."""
+    logits, target = random_case(seed=3)
+    loss = PMDiceLoss(softmax)
+    assert loss.gamma == (1.0,) and loss.ddp is False
+    expected = reference_pm_dice(softmax(logits).detach().numpy(), onehot(target, 3), 1.0, True, False, 1e-5)
+    assert loss(logits, target).item() == pytest.approx(expected, rel=1e-10)
+    assert check_gamma(2, num_classes=3) == check_gamma([2.0], num_classes=3) == (2.0,)  # one value for all
+
+
+def test_a_class_predicted_nowhere_in_a_tiny_patch_matches_the_reference():
+    """Denominators far below 1 (a class neither present nor predicted): only the smoothing term is left."""
+    logits = torch.tensor([[[[12.0, 12.0]], [[-12.0, -12.0]], [[-12.0, -12.0]]]], dtype=torch.float64)
+    target = torch.zeros((1, 1, 1, 2), dtype=torch.long)
+    expected = reference_pm_dice(softmax(logits).numpy(), onehot(target, 3), 1.0, False, False, 1e-5)
+    assert PMDiceLoss(softmax, 1.0, batch_dice=False)(logits, target).item() == pytest.approx(expected, rel=1e-9)
