@@ -496,7 +496,7 @@ def test_a_cancelled_job_is_resubmitted_and_continues_from_its_checkpoint(prepro
     print(finish.stdout)
     assert finish.returncode == 0, finish.stdout + finish.stderr
     assert f"nnUNetTrainer_tiny fold 0: job {second_job} COMPLETED" in finish.stdout
-    assert "nnUNetTrainer_tiny" in (tmp_path / "study" / "results.md").read_text()
+    assert "\n| _tiny | " in (tmp_path / "study" / "results.md").read_text()  # its row in the Dice table
     starts = first_epoch_of_each_start(run)
     assert len(starts) == 2 and starts[0] == 0 and starts[1] >= cancelled_at >= 1  # continued, not restarted
     record = json.loads((tmp_path / "study" / "runs" / "nnUNetTrainer_tiny__fold0.json").read_text())
