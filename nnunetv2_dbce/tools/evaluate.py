@@ -60,8 +60,9 @@ def topology_metrics(reference: np.ndarray, prediction: np.ndarray) -> dict:
     elif not reference.any() or not prediction.any():
         cldice = 0.0
     else:
-        precision = float((skeleton(prediction) & reference).sum()) / float(skeleton(prediction).sum())
-        sensitivity = float((skeleton(reference) & prediction).sum()) / float(skeleton(reference).sum())
+        prediction_skeleton, reference_skeleton = skeleton(prediction), skeleton(reference)
+        precision = float((prediction_skeleton & reference).sum()) / float(prediction_skeleton.sum())
+        sensitivity = float((reference_skeleton & prediction).sum()) / float(reference_skeleton.sum())
         cldice = 2 * precision * sensitivity / (precision + sensitivity) if precision + sensitivity > 0 else 0.0
     full = ndimage.generate_binary_structure(reference.ndim, reference.ndim)
     betti0 = abs(ndimage.label(prediction, full)[1] - ndimage.label(reference, full)[1])
@@ -155,8 +156,8 @@ def summarize(per_case: list, labels_or_regions: Sequence) -> dict:
     means, lesion_wise, dice_by_size, topology, lost = {}, {}, {}, {}, {}
     for label in labels_or_regions:
         metrics = [case["metrics"][label] for case in per_case]
-        if counts := zero_dice_cases([c["Dice"] for c in metrics if c["ref_volume"] > 0]):
-            lost[label] = {"zero_dice": counts[0], "cases": counts[1]}
+        if zero_dice := zero_dice_cases([c["Dice"] for c in metrics if c["ref_volume"] > 0]):
+            lost[label] = {"zero_dice": zero_dice[0], "cases": zero_dice[1]}
         means[label] = {m: float(np.nanmean([c[m] for c in metrics])) if any(not math.isnan(c[m]) for c in metrics)
                         else math.nan for m in metrics[0]}
         counts = [sum(c[key] for c in metrics) for key in ("ref_lesions", "detected_lesions", "pred_lesions",
