@@ -5,14 +5,14 @@ are found by ``nnUNetv2_train -tr <name>``. ``nnUNetTrainerVoxelMap`` (the per-v
 is importable from here too, lazily, so that importing the losses never imports nnU-Net.
 """
 from nnunetv2_dbce.losses import (BorderWeightedCELoss, BoundaryLoss, ClDiceLoss, DBCELoss, DiceAndDBCELoss,
-                                  FocalLoss, FocalTverskyLoss, PMDiceLoss, RegionAndBoundaryLoss, RegionDBCELoss,
-                                  SkeletonRecallLoss)
+                                  FocalLoss, FocalTverskyLoss, PMDiceCELoss, PMDiceLoss, RegionAndBoundaryLoss,
+                                  RegionDBCELoss, SkeletonRecallLoss)
 from nnunetv2_dbce.transforms import DilatedBalancedWeightsTransform, VoxelMapTransform
 from nnunetv2_dbce.weight_maps import dilated_balanced_weights, region_weights
 
 __all__ = ["BorderWeightedCELoss", "BoundaryLoss", "ClDiceLoss", "DBCELoss", "DiceAndDBCELoss",
-           "DilatedBalancedWeightsTransform", "FocalLoss", "FocalTverskyLoss", "PMDiceLoss", "RegionAndBoundaryLoss",
-           "RegionDBCELoss", "SkeletonRecallLoss", "VoxelMapTransform", "dilated_balanced_weights",
+           "DilatedBalancedWeightsTransform", "FocalLoss", "FocalTverskyLoss", "PMDiceCELoss", "PMDiceLoss",
+           "RegionAndBoundaryLoss", "RegionDBCELoss", "SkeletonRecallLoss", "VoxelMapTransform", "dilated_balanced_weights",
            "nnUNetTrainerVoxelMap", "region_weights"]
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 
-from nnunetv2_dbce import DBCELoss, PMDiceLoss
+from nnunetv2_dbce import DBCELoss, PMDiceCELoss, PMDiceLoss
 from nnunetv2_dbce.trainers import nnUNetTrainerDBCE, nnUNetTrainerDBCEPMDice, nnUNetTrainerDiceDBCE, \
     nnUNetTrainerPMDice, nnUNetTrainerPMDiceCE
 from helpers import make_trainer
@@ -107,7 +107,7 @@ def test_compiled_losses_equal_eager():
     target = torch.randint(0, 3, (2, 1, 8, 8), generator=generator)
     weights = torch.rand((2, 1, 8, 8), generator=generator)
     for loss, arguments in ((PMDiceLoss(lambda x: torch.softmax(x, 1), [0.0, 2.0, 3.0]), (target,)),
-                            (DBCELoss(), (target, weights))):
+                            (DBCELoss(), (target, weights)), (PMDiceCELoss([0.0, 2.0, 3.0]), (target, weights))):
         eager = loss(logits, *arguments)
         compiled = torch.compile(loss, backend="aot_eager")(logits, *arguments)
         torch.testing.assert_close(compiled, eager)
@@ -119,7 +119,7 @@ def test_nnunet_compile_setting_on_cpu_trains(plans_and_dataset_json, monkeypatc
     monkeypatch.setenv("nnUNet_compile", "1")
     trainer = make_trainer(nnUNetTrainerPMDiceCE, *plans_and_dataset_json)
     trainer.initialize()
-    assert not trainer._do_i_compile() and isinstance(trainer.loss.loss.dc, PMDiceLoss)
+    assert not trainer._do_i_compile() and isinstance(trainer.loss.loss, PMDiceCELoss)
     loader_train, _ = trainer.get_dataloaders()
     trainer.on_train_epoch_start()
     assert np.isfinite(trainer.train_step(next(loader_train))["loss"])

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 import torch
-from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss, DC_and_CE_loss
+from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss
 
-from nnunetv2_dbce import DiceAndDBCELoss, PMDiceLoss
+from nnunetv2_dbce import PMDiceCELoss, PMDiceLoss
 from nnunetv2_dbce.trainers import nnUNetTrainerDBCEPMDice, nnUNetTrainerPMDice, nnUNetTrainerPMDiceCE
 from helpers import make_trainer, onehot, validation_loss_and_reference
 from reference import reference_pm_dice, reference_weighted_ce
@@ -26,9 +26,9 @@ def test_pm_dice_ce_is_nnunets_dice_ce_with_pm_dice(plans_and_dataset_json):
     logged, expected = validation_loss_and_reference(
         trainer, lambda o, t, w: pm_dice_reference(1.0)(o, t, w) + ce_reference(o, t, w))
     compound = trainer.loss.loss
-    assert isinstance(compound, DC_and_CE_loss) and isinstance(compound.dc, PMDiceLoss)
-    assert compound.weight_ce == 1 and compound.weight_dice == 1 and compound.dc.gamma == (1.0,)
-    assert compound.dc.batch_dice == trainer.configuration_manager.batch_dice and not compound.dc.do_bg
+    assert isinstance(compound, PMDiceCELoss) and compound.ignore_index is None
+    assert compound.weight_ce == 1 and compound.weight_dice == 1 and compound.gamma == (1.0,)
+    assert compound.batch_dice == trainer.configuration_manager.batch_dice and not compound.do_bg
     assert logged == pytest.approx(expected, rel=1e-4)
 
 
@@ -44,7 +44,7 @@ def test_dbce_plus_pm_dice(plans_and_dataset_json):
     logged, expected = validation_loss_and_reference(
         trainer, lambda o, t, w: pm_dice_reference(1.0)(o, t, w) +
         reference_weighted_ce(o.numpy(), t[:, 0].numpy(), w[:, 0].numpy()))
-    assert isinstance(trainer.loss.loss, DiceAndDBCELoss)
+    assert isinstance(trainer.loss.loss, PMDiceCELoss) and trainer.loss.loss.weight_ce == 1
     assert logged == pytest.approx(expected, rel=1e-4)
 
 

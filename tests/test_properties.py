@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from nnunetv2_dbce import DiceAndDBCELoss, DBCELoss, PMDiceLoss, dilated_balanced_weights
+from nnunetv2_dbce import DiceAndDBCELoss, DBCELoss, PMDiceCELoss, PMDiceLoss, dilated_balanced_weights
 from reference import reference_pm_dice, reference_weights
 
 # derandomize: the same examples on every run, so that the suite's outcome never depends on chance
@@ -89,7 +89,8 @@ def test_fp16_autocast_is_finite_on_awkward_batches(name, target, ignore_label, 
     logits = (torch.sign(torch.randn((2, 3, 8, 8), generator=torch.Generator().manual_seed(0))) * scale)
     logits.requires_grad_()
     softmax = lambda x: torch.softmax(x, 1)  # noqa: E731
-    for loss_function in (DBCELoss(ignore_label), DiceAndDBCELoss(PMDiceLoss(softmax, 2.0), ignore_label)):
+    for loss_function in (DBCELoss(ignore_label), DiceAndDBCELoss(PMDiceLoss(softmax, 2.0), ignore_label),
+                          PMDiceCELoss(2.0, ignore_index=ignore_label)):
         logits.grad = None
         with torch.autocast("cpu", dtype=torch.float16):
             loss = loss_function(logits, target, weights)

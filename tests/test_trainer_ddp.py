@@ -6,6 +6,7 @@ swaps exactly those four CUDA-only calls for CPU ones, inside the spawned proces
 (batch split over ranks, DDP-wrapped network, the ``ddp`` flag of the Dice losses, all-gathered epoch
 logging, validation cases split over ranks) is nnU-Net's own code.
 """
+import copy
 import json
 from contextlib import ExitStack
 from pathlib import Path
@@ -82,7 +83,8 @@ def checks_worker(rank, init_file, out_folder):
             parameters = torch.cat([p.detach().flatten() for p in trainer.network.parameters()])
 
             own = batch_of(f"demo_00{rank + 1}")
-            pm_dice = innermost(trainer.loss).dice
+            pm_dice = copy.copy(innermost(trainer.loss))  # the trainer's PM Dice + DBCE, its PM Dice term alone
+            pm_dice.weight_ce = 0
             target = own["target"][0]
             # outputs chosen, not trained, so that the check below does not depend on chance: rank 0 predicts
             # class 2 exactly and class 1 as background, rank 1 the other way round. Each rank alone: one class
@@ -92,7 +94,7 @@ def checks_worker(rank, init_file, out_folder):
             output = 20 * torch.nn.functional.one_hot(predicted, trainer.label_manager.num_segmentation_heads) \
                 .movedim(-1, 1).float() - 10
             gathered_term = pm_dice(output, target).item()
-            single = PMDiceLoss(pm_dice.apply_nonlin, pm_dice.gamma, pm_dice.batch_dice, pm_dice.do_bg,
+            single = PMDiceLoss(lambda x: torch.softmax(x, 1), pm_dice.gamma, pm_dice.batch_dice, pm_dice.do_bg,
                                 pm_dice.smooth, ddp=False)
             everything = gathered((output, target))
             torch.save({

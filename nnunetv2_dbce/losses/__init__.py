@@ -4,8 +4,9 @@ from nnunetv2_dbce.losses.compound import DiceAndDBCELoss, WithAddedTerm
 from nnunetv2_dbce.losses.dbce import DBCELoss, RegionDBCELoss
 from nnunetv2_dbce.losses.focal import FocalLoss, FocalTverskyLoss
 from nnunetv2_dbce.losses.pm_dice import PMDiceLoss
+from nnunetv2_dbce.losses.pm_dice_ce import PMDiceCELoss
 from nnunetv2_dbce.losses.topology import ClDiceLoss, SkeletonRecallLoss
 
 __all__ = ["BorderWeightedCELoss", "BoundaryLoss", "ClDiceLoss", "DBCELoss", "DiceAndDBCELoss", "FocalLoss",
-           "FocalTverskyLoss", "PMDiceLoss", "RegionAndBoundaryLoss", "RegionDBCELoss", "SkeletonRecallLoss",
+           "FocalTverskyLoss", "PMDiceCELoss", "PMDiceLoss", "RegionAndBoundaryLoss", "RegionDBCELoss", "SkeletonRecallLoss",
            "WithAddedTerm"]

@@ -132,10 +132,12 @@ class PMDiceLoss(nn.Module):
             else:
                 y_onehot = y.to(accumulate)
         # all channels go through (contiguous, in-place products); the background's sums are dropped after
-        intersect, denominator = ModulatedDiceSums.apply(x, y_onehot, loss_mask, gamma, binary_target)
+        return self.loss_from_sums(*ModulatedDiceSums.apply(x, y_onehot, loss_mask, gamma, binary_target))
+
+    def loss_from_sums(self, intersect: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+        """The loss from the (B, C) sums ``sum_i m y p`` and ``sum_i m (y^2 + p^2)`` of every channel."""
         if not self.do_bg:
             intersect, denominator = intersect[:, 1:], denominator[:, 1:]
-
         if self.batch_dice:
             intersect, denominator = intersect.sum(0), denominator.sum(0)
             if self.ddp:

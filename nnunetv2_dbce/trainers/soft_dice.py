@@ -12,11 +12,16 @@ def nnunet_soft_dice(trainer, dice_class: type = MemoryEfficientSoftDiceLoss, **
     labels, sigmoid and background included for regions; batch Dice from the plans, smoothing 1e-5, the DDP
     sums when distributed; compiled when nnU-Net compiles. ``extra``: further arguments of ``dice_class``
     (e.g. PM Dice's ``gamma``)."""
-    regions = trainer.label_manager.has_regions
-    dice = dice_class(apply_nonlin=torch.sigmoid if regions else softmax_helper_dim1,
-                      batch_dice=trainer.configuration_manager.batch_dice, do_bg=regions, smooth=1e-5,
-                      ddp=trainer.is_ddp, **extra)
+    dice = dice_class(apply_nonlin=torch.sigmoid if trainer.label_manager.has_regions else softmax_helper_dim1,
+                      **nnunet_dice_settings(trainer), **extra)
     return torch.compile(dice) if trainer._do_i_compile() else dice
+
+
+def nnunet_dice_settings(trainer) -> dict:
+    """The settings nnU-Net's ``_build_loss`` (2.8) gives its soft Dice: batch Dice from the plans, background
+    excluded for labels and included for regions, smoothing 1e-5, the DDP sums when distributed."""
+    return {"batch_dice": trainer.configuration_manager.batch_dice, "do_bg": trainer.label_manager.has_regions,
+            "smooth": 1e-5, "ddp": trainer.is_ddp}
 
 
 def nnunet_dice_ce(trainer) -> nn.Module:
