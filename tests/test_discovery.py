@@ -1,4 +1,5 @@
 """Zero-set-up discovery: nnU-Net's own trainer lookup finds the package's trainers and the user's."""
+import ast
 import io
 import os
 import subprocess
@@ -76,3 +77,24 @@ def test_unknown_trainer_still_fails_clearly(name):
     result = subprocess.run([sys.executable, "-c", LOOKUP, name], env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode != 0 and "Could not find requested nnunet trainer" in result.stderr
+
+
+def test_importing_the_package_loads_the_losses_only():
+    """``import nnunetv2_dbce`` (to use a loss) loads neither nnU-Net, OpenCV, edt, scipy, batchgeneratorsv2 nor
+    matplotlib; the weight maps, transforms and trainer base behind the lazy names load at first use."""
+    heavy = ["nnunetv2", "cv2", "edt", "scipy", "batchgeneratorsv2", "matplotlib"]
+    probe = "\n".join([
+        "import sys, nnunetv2_dbce",
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))",
+        "from nnunetv2_dbce import dilated_balanced_weights, VoxelMapTransform, nnUNetTrainerVoxelMap",
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))",
+        "print(dilated_balanced_weights.__module__, nnUNetTrainerVoxelMap.__module__)",
+        "print('region_weights' in dir(nnunetv2_dbce))"])
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                            env={k: v for k, v in os.environ.items() if k != "nnUNet_extTrainer"})
+    before, after, modules, listed = result.stdout.splitlines()[-4:]
+    assert before == "[]", result.stderr
+    assert {"nnunetv2", "cv2", "edt", "batchgeneratorsv2"} <= set(ast.literal_eval(after))
+    assert modules == "nnunetv2_dbce.weight_maps nnunetv2_dbce.trainers.voxel_map" and listed == "True"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        nnunetv2_dbce.nope
