@@ -8,6 +8,7 @@ from nnunetv2_dbce import PMDiceCELoss, PMDiceLoss
 from nnunetv2_dbce.trainers import nnUNetTrainerDBCEPMDice, nnUNetTrainerPMDice, nnUNetTrainerPMDiceCE
 from helpers import make_trainer, onehot, validation_loss_and_reference
 from reference import reference_pm_dice, reference_weighted_ce
+from test_regions import weighted_bce_voxel_loop
 
 REGIONS = {"labels": {"background": 0, "spot_or_blob": [1, 2], "blob": 2}, "regions_class_order": [1, 2]}
 
@@ -48,19 +49,23 @@ def test_dbce_plus_pm_dice(plans_and_dataset_json):
     assert logged == pytest.approx(expected, rel=1e-4)
 
 
-@pytest.mark.parametrize("trainer_class", [nnUNetTrainerPMDice, nnUNetTrainerPMDiceCE])
-def test_region_based_training_uses_sigmoid_pm_dice(plans_and_dataset_json, trainer_class):
+@pytest.mark.parametrize("trainer_class, weight_bce", [(nnUNetTrainerPMDice, 0), (nnUNetTrainerPMDiceCE, 1)])
+def test_region_based_training_uses_sigmoid_pm_dice(plans_and_dataset_json, trainer_class, weight_bce):
+    """Regions: nnU-Net's Dice+BCE with a sigmoid PM Dice (background channel included) on the region targets."""
     plans, dataset_json = plans_and_dataset_json
     trainer = make_trainer(trainer_class, plans, dict(dataset_json, **REGIONS))
-    trainer.initialize()
+
+    def reference(out, regions, weights):
+        assert regions.shape[1] == 2  # one channel per region
+        value = reference_pm_dice(torch.sigmoid(out).numpy(), regions.double().numpy(), 1.0, batch_dice=True,
+                                  do_bg=True, smooth=1e-5)
+        return value + weight_bce * weighted_bce_voxel_loop(out.numpy(), regions.numpy(), np.ones(out.shape), None)
+
+    logged, expected = validation_loss_and_reference(trainer, reference)
     compound = trainer.loss.loss
     assert isinstance(compound, DC_and_BCE_loss) and isinstance(compound.dc, PMDiceLoss)
     assert compound.dc.apply_nonlin is torch.sigmoid and compound.dc.do_bg
-    loader_train, _ = trainer.get_dataloaders()
-    batch = next(loader_train)
-    assert batch["target"][0].shape[1] == 2  # one channel per region
-    trainer.on_train_epoch_start()
-    assert np.isfinite(trainer.train_step(batch)["loss"])
+    assert logged == pytest.approx(expected, rel=1e-4)
 
 
 @pytest.mark.parametrize("gamma, error, message", [(-1.0, ValueError, ">= 0"), ("high", TypeError, "number"),
