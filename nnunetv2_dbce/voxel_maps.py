@@ -9,7 +9,7 @@ import edt
 import numpy as np
 from scipy import ndimage
 
-from nnunetv2_dbce.weight_maps import as_label_map, dilated_balanced_weights
+from nnunetv2_dbce.weight_maps import as_label_map, dilated_balanced_weights, grown_box, label_boxes
 
 
 def signed_distance_maps(label_map: np.ndarray, num_classes: int, spacing: Sequence[float]) -> np.ndarray:
@@ -24,13 +24,18 @@ def signed_distance_maps(label_map: np.ndarray, num_classes: int, spacing: Seque
     label_map = as_label_map(label_map)
     spacing = tuple(float(s) for s in spacing)
     maps = np.zeros((num_classes - 1, *label_map.shape), np.float32)
+    boxes = label_boxes(label_map)
     for c in range(1, num_classes):
         inside = label_map == c
-        if not inside.any() or inside.all():
+        if c not in boxes or inside.all():
             continue
-        outside_distance = edt.edt((~inside).view(np.uint8), anisotropy=spacing, black_border=False, parallel=1)
-        inside_distance = edt.edt(inside.view(np.uint8), anisotropy=spacing, black_border=False, parallel=1)
-        maps[c - 1] = outside_distance - (inside_distance - min(spacing)) * inside
+        maps[c - 1] = edt.edt((~inside).view(np.uint8), anisotropy=spacing, black_border=False, parallel=1)
+        # the nearest voxel outside the class is within its bounding box grown by one voxel (that layer is
+        # outside it), so the inside distances need only that box
+        grown = grown_box(boxes[c], np.ones(label_map.ndim, int), label_map.shape)
+        inside_box = np.ascontiguousarray(inside[grown])
+        inside_distance = edt.edt(inside_box.view(np.uint8), anisotropy=spacing, black_border=False, parallel=1)
+        np.subtract(min(spacing), inside_distance, out=maps[c - 1][grown], where=inside_box)
     return maps
 
 
