@@ -52,36 +52,35 @@ class SoftmaxPMDiceCESums(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, labels, loss_mask, ce_weights, with_ce, gamma):
-        with torch.autocast(logits.device.type, enabled=False):
-            logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-            p = torch.softmax(logits, 1)
-            p_gamma2 = _power(p, gamma + 2)
-            gamma_label = gamma if isinstance(gamma, float) else gamma[0, :, 0][labels]
-            p_label = p.gather(1, labels)
-            log_p_label = _log_probability_at_label(logits, p_label, labels)
-            m_label = (1 - p_label).clamp_min_(0).pow_(gamma_label)
-            # at the label, m (y^2 + p^2) = m + m p^2 takes the place of p^(gamma + 2)
-            label_correction = m_label * p_label * p_label - log_p_label.mul(gamma_label + 2).exp_()
-            label_intersect = m_label.mul(p_label)
-            label_denominator = m_label.add_(label_correction)
-            if loss_mask is not None:  # ignored voxels: out of every Dice sum and of the softmax's gradient
-                for tensor in (p, p_gamma2, label_correction, label_intersect, label_denominator):
-                    tensor.mul_(loss_mask)
-            index = labels[:, 0]
-            denominator = p_gamma2.sum(2).scatter_add_(1, index, label_denominator[:, 0])
-            intersect = torch.zeros_like(denominator).scatter_add_(1, index, label_intersect[:, 0])
-            ce_weights = loss_mask if ce_weights is None else ce_weights
-            if not with_ce:
-                ce = log_p_label.new_zeros(())
-            elif ce_weights is None:
-                ce = -log_p_label.sum()
-            else:
-                ce = -(ce_weights * log_p_label).sum()
+        # fp16/bf16 logits (autocast): every sum in fp32; no op here is one autocast lowers
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        p = torch.softmax(logits, 1)
+        p_gamma2 = _power(p, gamma + 2)
+        gamma_label = gamma if isinstance(gamma, float) else gamma[0, :, 0][labels]
+        p_label = p.gather(1, labels)
+        log_p_label = _log_probability_at_label(logits, p_label, labels)
+        m_label = (1 - p_label).clamp_min_(0).pow_(gamma_label)
+        # at the label, m (y^2 + p^2) = m + m p^2 takes the place of p^(gamma + 2)
+        label_correction = m_label * p_label * p_label - log_p_label.mul(gamma_label + 2).exp_()
+        label_intersect = m_label.mul(p_label)
+        label_denominator = m_label.add_(label_correction)
+        if loss_mask is not None:  # ignored voxels: out of every Dice sum and of the softmax's gradient
+            for tensor in (p, p_gamma2, label_correction, label_intersect, label_denominator):
+                tensor.mul_(loss_mask)
+        index = labels[:, 0]
+        denominator = p_gamma2.sum(2).scatter_add_(1, index, label_denominator[:, 0])
+        intersect = torch.zeros_like(denominator).scatter_add_(1, index, label_intersect[:, 0])
+        ce_weights = loss_mask if ce_weights is None else ce_weights
+        if not with_ce:
+            ce = log_p_label.new_zeros(())
+        elif ce_weights is None:
+            ce = -log_p_label.sum()
+        else:
+            ce = -(ce_weights * log_p_label).sum()
         compact_labels = labels.to(torch.int16) if p.shape[1] <= torch.iinfo(torch.int16).max else labels
         ctx.save_for_backward(p, p_gamma2, compact_labels, label_intersect, label_correction,
                               ce_weights if with_ce else None)
         ctx.with_ce = with_ce
-        ctx.logits_dtype = logits.dtype
         return intersect, denominator, ce
 
     @staticmethod
@@ -89,20 +88,19 @@ class SoftmaxPMDiceCESums(torch.autograd.Function):
         p, p_gamma2, labels, label_intersect, label_correction, ce_weights = ctx.saved_tensors
         labels = labels.long()
         index = labels[:, 0]
-        with torch.autocast(p.device.type, enabled=False):
-            # p times d/dp of the sums (m frozen): 2 g_den p^(gamma + 2) away from the label, and at the label
-            # p (g_int m + 2 g_den (m p - p^(gamma + 1))) = g_int m p + 2 g_den (m p^2 - p^(gamma + 2))
-            grad = p_gamma2.mul(2 * grad_denominator[..., None])
-            label_term = grad_intersect.gather(1, index)[:, None] * label_intersect + \
-                2 * grad_denominator.gather(1, index)[:, None] * label_correction
-            # softmax backward: p g - p sum_c p g; CE: w (p - onehot)
-            shift = -(grad.sum(1, keepdim=True) + label_term)
-            if ctx.with_ce:
-                ce_scale = grad_ce if ce_weights is None else grad_ce * ce_weights
-                shift += ce_scale
-                label_term -= ce_scale
-            grad.addcmul_(p, shift).scatter_add_(1, labels, label_term)
-        return grad.to(ctx.logits_dtype), None, None, None, None, None
+        # p times d/dp of the sums (m frozen): 2 g_den p^(gamma + 2) away from the label, and at the label
+        # p (g_int m + 2 g_den (m p - p^(gamma + 1))) = g_int m p + 2 g_den (m p^2 - p^(gamma + 2))
+        grad = p_gamma2.mul(2 * grad_denominator[..., None])
+        label_term = grad_intersect.gather(1, index)[:, None] * label_intersect + \
+            2 * grad_denominator.gather(1, index)[:, None] * label_correction
+        # softmax backward: p g - p sum_c p g; CE: w (p - onehot)
+        shift = -(grad.sum(1, keepdim=True) + label_term)
+        if ctx.with_ce:
+            ce_scale = grad_ce if ce_weights is None else grad_ce * ce_weights
+            shift += ce_scale
+            label_term -= ce_scale
+        grad.addcmul_(p, shift).scatter_add_(1, labels, label_term)
+        return grad, None, None, None, None, None  # autograd casts it to the logits' dtype
 
 
 class PMDiceCELoss(PMDiceLoss):
