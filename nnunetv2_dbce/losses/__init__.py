@@ -8,5 +8,5 @@ from nnunetv2_dbce.losses.pm_dice_ce import PMDiceCELoss
 from nnunetv2_dbce.losses.topology import ClDiceLoss, SkeletonRecallLoss
 
 __all__ = ["BorderWeightedCELoss", "BoundaryLoss", "ClDiceLoss", "DBCELoss", "DiceAndDBCELoss", "FocalLoss",
-           "FocalTverskyLoss", "PMDiceCELoss", "PMDiceLoss", "RegionAndBoundaryLoss", "RegionDBCELoss", "SkeletonRecallLoss",
-           "WithAddedTerm"]
+           "FocalTverskyLoss", "PMDiceCELoss", "PMDiceLoss", "RegionAndBoundaryLoss", "RegionDBCELoss",
+           "SkeletonRecallLoss", "WithAddedTerm"]

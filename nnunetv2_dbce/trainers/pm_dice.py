@@ -5,10 +5,10 @@ from nnunetv2_dbce.losses.compound import DiceAndDBCELoss
 from nnunetv2_dbce.losses.pm_dice import PMDiceLoss, check_gamma
 from nnunetv2_dbce.losses.pm_dice_ce import PMDiceCELoss
 from nnunetv2_dbce.trainers.dbce import nnUNetTrainerDBCE
-from nnunetv2_dbce.trainers.deep_supervision import innermost, with_innermost
+from nnunetv2_dbce.trainers.deep_supervision import with_innermost
 from nnunetv2_dbce.trainers.lost_labels import LostLabelWarning
 from nnunetv2_dbce.trainers.settings import CheckpointedLossSettings
-from nnunetv2_dbce.trainers.soft_dice import nnunet_dice_settings, nnunet_soft_dice
+from nnunetv2_dbce.trainers.soft_dice import nnunet_dice_ce, nnunet_dice_settings, nnunet_soft_dice
 
 
 class PMDiceGamma(CheckpointedLossSettings):
@@ -33,34 +33,31 @@ class PMDiceGamma(CheckpointedLossSettings):
         """PM Dice with the settings nnU-Net's ``_build_loss`` gives its soft Dice (``nnunet_soft_dice``)."""
         return nnunet_soft_dice(self, PMDiceLoss, gamma=self.pm_dice_gamma)
 
-    def build_pm_dice_ce(self) -> PMDiceCELoss:
-        """PM Dice + CE (label maps) from one softmax, PM Dice with nnU-Net's Dice settings, the ignore label
-        left out of both terms as nnU-Net's ``DC_and_CE_loss`` leaves it out."""
-        return PMDiceCELoss(self.pm_dice_gamma, ignore_index=self.label_manager.ignore_label,
-                            **nnunet_dice_settings(self))
 
 
 class nnUNetTrainerPMDiceCE(PMDiceGamma, LostLabelWarning, nnUNetTrainer):
     """PM Dice + CE, weighted 1:1 as nnU-Net's Dice+CE, inside nnU-Net's deep-supervision wrapper: label maps
     train with ``PMDiceCELoss`` (both terms from one softmax, the ignore label left out of both); region-based
-    datasets with nnU-Net's own Dice+BCE, its soft Dice swapped for PM Dice of the same settings.
+    datasets with nnU-Net's own ``DC_and_BCE_loss`` built with ``PMDiceLoss`` as its Dice class (sigmoid).
+    ``pm_dice_ce_weight`` is the CE's (or BCE's) weight.
     """
 
+    pm_dice_ce_weight = 1
+
     def _build_loss(self):
-        loss = super()._build_loss()
-        if self.label_manager.has_regions:
-            innermost(loss).dc = self.build_pm_dice()
-            return loss
-        return with_innermost(loss, self.build_pm_dice_ce())
+        labels = self.label_manager
+        if labels.has_regions:
+            loss = nnunet_dice_ce(self, PMDiceLoss, self.pm_dice_ce_weight, gamma=self.pm_dice_gamma)
+        else:
+            loss = PMDiceCELoss(self.pm_dice_gamma, ignore_index=labels.ignore_label,
+                                weight_ce=self.pm_dice_ce_weight, **nnunet_dice_settings(self))
+        return with_innermost(super()._build_loss(), loss)
 
 
 class nnUNetTrainerPMDice(nnUNetTrainerPMDiceCE):
     """PM Dice alone: nnUNetTrainerPMDiceCE with a CE weight of 0."""
 
-    def _build_loss(self):
-        loss = super()._build_loss()
-        innermost(loss).weight_ce = 0
-        return loss
+    pm_dice_ce_weight = 0
 
 
 class nnUNetTrainerPMDice_gamma1(nnUNetTrainerPMDice):
@@ -81,9 +78,10 @@ class nnUNetTrainerDBCEPMDice(PMDiceGamma, nnUNetTrainerDBCE):
 
     def build_voxel_map_loss(self):
         """``PMDiceCELoss`` with the weight maps (label maps), ``DiceAndDBCELoss`` with PM Dice (regions)."""
-        if self.label_manager.has_regions:
-            return DiceAndDBCELoss(self.build_pm_dice(), self.label_manager.ignore_label, regions=True)
-        return self.build_pm_dice_ce()
+        labels = self.label_manager
+        if labels.has_regions:
+            return DiceAndDBCELoss(self.build_pm_dice(), labels.ignore_label, regions=True)
+        return PMDiceCELoss(self.pm_dice_gamma, ignore_index=labels.ignore_label, **nnunet_dice_settings(self))
 
 
 class nnUNetTrainerPMDiceCE_gamma2(nnUNetTrainerPMDiceCE):

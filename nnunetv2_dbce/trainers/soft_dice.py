@@ -24,17 +24,19 @@ def nnunet_dice_settings(trainer) -> dict:
             "smooth": 1e-5, "ddp": trainer.is_ddp}
 
 
-def nnunet_dice_ce(trainer) -> nn.Module:
-    """nnU-Net's default loss of one deep-supervision scale: Dice+CE (labels; ignore label masked) or Dice+BCE
-    (regions), 1:1, its Dice compiled when nnU-Net compiles."""
-    dice_settings = {"batch_dice": trainer.configuration_manager.batch_dice, "smooth": 1e-5, "ddp": trainer.is_ddp}
+def nnunet_dice_ce(trainer, dice_class: type = MemoryEfficientSoftDiceLoss, weight_ce: float = 1,
+                   **extra) -> nn.Module:
+    """nnU-Net's default loss of one deep-supervision scale, through its public constructors: Dice+CE (labels;
+    ignore label masked) or Dice+BCE (regions), its Dice compiled when nnU-Net compiles. ``dice_class``, its
+    further arguments ``extra`` (e.g. PM Dice's ``gamma``) and ``weight_ce`` as nnU-Net's constructors take them."""
+    dice_settings = {**nnunet_dice_settings(trainer), **extra}
     labels = trainer.label_manager
     if labels.has_regions:
-        loss = DC_and_BCE_loss({}, {**dice_settings, "do_bg": True}, use_ignore_label=labels.ignore_label is not None,
-                               dice_class=MemoryEfficientSoftDiceLoss)
+        loss = DC_and_BCE_loss({}, dice_settings, weight_ce=weight_ce, use_ignore_label=labels.ignore_label is not None,
+                               dice_class=dice_class)
     else:
-        loss = DC_and_CE_loss({**dice_settings, "do_bg": False}, {}, weight_ce=1, weight_dice=1,
-                              ignore_label=labels.ignore_label, dice_class=MemoryEfficientSoftDiceLoss)
+        loss = DC_and_CE_loss(dice_settings, {}, weight_ce=weight_ce, weight_dice=1, ignore_label=labels.ignore_label,
+                              dice_class=dice_class)
     if trainer._do_i_compile():
         loss.dc = torch.compile(loss.dc)
     return loss
