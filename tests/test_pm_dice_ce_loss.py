@@ -139,6 +139,8 @@ def test_keeps_no_more_for_backward_than_nnunets_dice_ce(precision):
 
     assert kept_bytes(PMDiceCELoss(1.0), target, weights.float()) <= kept_bytes(nnunet, target)
     assert kept_bytes(PMDiceCELoss(0.5), target) <= kept_bytes(nnunet, target)
+    # PM Dice alone (CE weight 0) keeps no CE weights, whether or not weight maps are passed
+    assert kept_bytes(PMDiceCELoss(weight_ce=0), target, weights.float()) == kept_bytes(PMDiceCELoss(weight_ce=0), target)
     assert softmax_helper_dim1 is nnunet.dc.apply_nonlin  # the baseline is nnU-Net's own Dice+CE
 
 
@@ -148,3 +150,23 @@ def test_wrong_shapes_are_refused():
         PMDiceCELoss()(logits, target, weights[:, :, :3])
     with pytest.raises(ValueError, match=r"target of shape \(2, 1, 4, 5\)"):
         PMDiceCELoss()(logits, target[:, 0])
+
+
+def test_defaults_are_the_studys_gamma_and_nnunets_dice_ce_settings():
+    loss = PMDiceCELoss()
+    assert loss.gamma == (1.0,) and loss.batch_dice and not loss.do_bg and loss.smooth == 1e-5
+    assert loss.ddp is False and loss.ignore_index is None and loss.weight_ce == 1 and loss.weight_dice == 1
+    assert PMDiceCELoss(ddp=True).ddp is True and PMDiceCELoss(0.5).gamma == (0.5,)
+    assert loss.apply_nonlin is None  # the softmax is built in
+
+
+def test_more_classes_than_int16_holds():
+    """Labels are kept for backward as int16 only while every label fits; 40000 classes keep int64."""
+    generator = torch.Generator().manual_seed(9)
+    logits = torch.randn((1, 40000, 2, 1), generator=generator, dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([[[[39999], [35000]]]])
+    value = PMDiceCELoss(1.0)(logits, target)
+    (grad,) = torch.autograd.grad(value, logits)
+    plain = autograd_loss(logits, target, None, 1.0, True, False, None, 1)
+    assert value.item() == pytest.approx(plain.item(), rel=1e-9)
+    torch.testing.assert_close(grad, torch.autograd.grad(plain, logits)[0], rtol=1e-9, atol=1e-12)
