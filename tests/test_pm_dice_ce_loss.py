@@ -140,7 +140,8 @@ def test_keeps_no_more_for_backward_than_nnunets_dice_ce(precision):
     assert kept_bytes(PMDiceCELoss(1.0), target, weights.float()) <= kept_bytes(nnunet, target)
     assert kept_bytes(PMDiceCELoss(0.5), target) <= kept_bytes(nnunet, target)
     # PM Dice alone (CE weight 0) keeps no CE weights, whether or not weight maps are passed
-    assert kept_bytes(PMDiceCELoss(weight_ce=0), target, weights.float()) == kept_bytes(PMDiceCELoss(weight_ce=0), target)
+    dice_alone = PMDiceCELoss(weight_ce=0)
+    assert kept_bytes(dice_alone, target, weights.float()) == kept_bytes(dice_alone, target)
     assert softmax_helper_dim1 is nnunet.dc.apply_nonlin  # the baseline is nnU-Net's own Dice+CE
 
 
