@@ -3,6 +3,7 @@ import torch
 
 from nnunetv2_dbce.losses.boundary import BorderWeightedCELoss, BoundaryLoss, RegionAndBoundaryLoss
 from nnunetv2_dbce.trainers.deep_supervision import innermost, refuse_regions
+from nnunetv2_dbce.trainers.soft_dice import nnunet_dice_ce
 from nnunetv2_dbce.trainers.voxel_map import nnUNetTrainerVoxelMap
 from nnunetv2_dbce.voxel_maps import SignedDistanceMaps, UNetBorderWeights
 
@@ -31,8 +32,7 @@ class nnUNetTrainerBoundaryLoss(nnUNetTrainerVoxelMap):
         return SignedDistanceMaps(self.label_manager.num_segmentation_heads)
 
     def build_voxel_map_loss(self) -> RegionAndBoundaryLoss:
-        dice_only = innermost(super(nnUNetTrainerVoxelMap, self)._build_loss())  # nnU-Net's Dice+CE ...
-        dice_only.weight_ce = 0  # ... as Dice alone, with nnU-Net's handling of the ignore label
+        dice_only = nnunet_dice_ce(self, weight_ce=0)  # nnU-Net's Dice, with its handling of the ignore label
         return RegionAndBoundaryLoss(dice_only, BoundaryLoss(self.label_manager.ignore_label),
                                      self.boundary_alpha(0))
 
