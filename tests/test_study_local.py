@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from nnunetv2_dbce.tools.study_local import LocalScheduler, local_resources
-from nnunetv2_dbce.tools.study_run import Resources
+from nnunetv2_dbce.tools.study_run import Resources, epochs_started
 
 CHILD = """
 import json, os, sys, time
@@ -114,3 +114,13 @@ def test_interrupting_the_study_stops_every_run(tmp_path):
     for process, _, _ in scheduler.running.values():
         assert process.poll() is not None  # ended, not left behind
     assert not any(run.result.exists() for run in runs) and len(scheduler.pending) == 1
+
+
+def test_progress_reads_the_epoch_number_not_the_epoch_time():
+    """nnU-Net logs "Epoch 3" when an epoch starts and "Epoch time: 63.43 s" when it ends; a log ending with the
+    second once made the study's progress line raise and the run count as failed."""
+    log = "\n".join(["2026-12-03 17:40:01.1: Epoch 2", "2026-12-03 17:41:02.5: Epoch time: 61.40 s",
+                     "2026-12-03 17:41:03.3: Epoch 3", "2026-12-03 17:42:04.9: train_loss -0.61",
+                     "2026-12-03 17:42:05.0: Epoch time: 63.43 s", ""])
+    assert epochs_started(log) == 3
+    assert epochs_started("2026-12-03 17:40:00.0: This is the training log\n") == 0

@@ -7,6 +7,7 @@ minutes, loss settings, provenance); the run's nnU-Net output folder and log liv
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from argparse import Namespace
@@ -89,8 +90,7 @@ class StudyRun:
         logs = sorted(self.output_folder.glob("training_log_*.txt"), key=log_start)
         if not logs:
             return 0
-        lines = [line for line in logs[-1].read_text(errors="replace").splitlines() if ": Epoch " in line]
-        return int(lines[-1].rsplit("Epoch ", 1)[1]) if lines else 0
+        return epochs_started(logs[-1].read_text(errors="replace"))
 
     def failure(self, code: int) -> str:
         """Why the child failed, in one line: its exit code, the last line of its log (the exception, for an
@@ -149,6 +149,13 @@ class StudyRun:
              "provenance": run_provenance(args, resources)}, indent=1))
         os.replace(path.with_suffix(".tmp"), path)  # the CSV last: a record is complete once it exists
         return path
+
+
+def epochs_started(training_log: str) -> int:
+    """The number of the last epoch nnU-Net's training log says it started (``...: Epoch 12``; not its
+    ``Epoch time: 63.4 s`` lines), i.e. the epochs finished before it; 0 if none."""
+    started = re.findall(r": Epoch (\d+)\s*$", training_log, flags=re.MULTILINE)
+    return int(started[-1]) if started else 0
 
 
 def log_start(log: Path) -> tuple:
