@@ -147,9 +147,11 @@ def test_keeps_no_more_for_backward_than_nnunets_dice_ce(precision):
 
 def test_wrong_shapes_are_refused():
     logits, target, weights = random_case(1)
-    with pytest.raises(ValueError, match=r"target and weights of shape \(2, 1, 4, 5\)"):
+    with pytest.raises(ValueError, match=r"target and weights of shape \(2, 1, 4, 5\) for logits of shape "
+                                         r"\(2, 3, 4, 5\), got \(2, 1, 4, 5\) and \(2, 1, 3, 5\)$"):
         PMDiceCELoss()(logits, target, weights[:, :, :3])
-    with pytest.raises(ValueError, match=r"target of shape \(2, 1, 4, 5\)"):
+    with pytest.raises(ValueError, match=r"target of shape \(2, 1, 4, 5\) for logits of shape \(2, 3, 4, 5\), "
+                                         r"got \(2, 4, 5\)$"):
         PMDiceCELoss()(logits, target[:, 0])
 
 
