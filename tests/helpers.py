@@ -42,7 +42,12 @@ def validation_loss_and_reference(trainer, terms):
     """Loss logged by nnU-Net's validation_step on one batch, and the same from the reference losses."""
     trainer.initialize()
     _, loader_val = trainer.get_dataloaders()
-    batch = next(loader_val)
+    return logged_and_reference(trainer, next(loader_val), terms)
+
+
+def logged_and_reference(trainer, batch, terms):
+    """Loss nnU-Net's validation_step logs on ``batch`` (initialized trainer), and the sum over deep-supervision
+    scales, with nnU-Net's scale weights, of ``terms(output, target, voxel_map)`` (float64 outputs)."""
     trainer.on_validation_epoch_start()
     logged = float(trainer.validation_step(batch)["loss"])
     with torch.no_grad():

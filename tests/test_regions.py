@@ -9,7 +9,7 @@ from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import Dow
 from batchgeneratorsv2.transforms.utils.seg_to_regions import ConvertSegmentationToRegionsTransform
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 
-from helpers import make_trainer
+from helpers import logged_and_reference, make_trainer
 from nnunetv2_dbce import DiceAndDBCELoss, DilatedBalancedWeightsTransform, PMDiceLoss, RegionDBCELoss, region_weights
 from nnunetv2_dbce.weight_maps import DBCEWeightMap
 from nnunetv2_dbce.trainers import nnUNetTrainerBalancedCE, nnUNetTrainerDBCE, nnUNetTrainerDBCEPMDice
@@ -143,5 +143,12 @@ def test_dbce_trainers_train_region_datasets(plans_and_dataset_json, trainer_cla
         np.testing.assert_allclose(batch["voxel_map"][0][b].numpy(), expected, rtol=1e-6)
     trainer.on_train_epoch_start()
     assert math.isfinite(trainer.train_step(batch)["loss"])
-    trainer.on_validation_epoch_start()
-    assert math.isfinite(trainer.validation_step(next(loader_val))["loss"])
+
+    def reference(out, target, weights):  # (PM Dice on the sigmoid channels +) BCE weighted by the region maps
+        value = weighted_bce_voxel_loop(out.numpy(), target.numpy(), weights.numpy(), None)
+        if trainer_class is nnUNetTrainerDBCEPMDice:
+            value += reference_pm_dice(torch.sigmoid(out).numpy(), target.double().numpy(), 1.0, True, True, 1e-5)
+        return value
+
+    logged, expected = logged_and_reference(trainer, next(loader_val), reference)
+    assert logged == pytest.approx(expected, rel=1e-4)
