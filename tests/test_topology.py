@@ -10,6 +10,7 @@ from scipy import ndimage
 from skimage.morphology import skeletonize
 
 from nnunetv2_dbce import ClDiceLoss, SkeletonRecallLoss
+from nnunetv2_dbce.losses.compound import WithAddedTerm
 from nnunetv2_dbce.trainers import nnUNetTrainerclDice, nnUNetTrainerSkeletonRecall
 from nnunetv2_dbce.tools.synthetic import write_vessel_dataset
 from nnunetv2_dbce.voxel_maps import tubed_skeletons
@@ -226,3 +227,24 @@ def test_generated_vessel_trees(tmp_path):
     volume = sitk.GetArrayFromImage(sitk.ReadImage(str(folder_3d / "labelsTr" / "vessels_000.nii.gz")))
     assert volume.shape == (32, 32, 32) and 0.002 < volume.mean() < 0.3
     assert json.loads((folder_3d / "dataset.json").read_text())["file_ending"] == ".nii.gz"
+
+
+def test_an_added_term_is_weighted_and_gets_the_maps():
+    """WithAddedTerm (Skeleton Recall, clDice): base(output, target) + weight * term(output, target, *maps)."""
+    output, target = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 1, 4, 4))
+    skeleton = torch.rand(2, 1, 4, 4)
+    calls = []
+
+    def base(o, t):
+        calls.append(("base", o, t))
+        return torch.tensor(1.5)
+
+    def term(o, t, *maps):
+        calls.append(("term", o, t, maps))
+        return torch.tensor(4.0)
+
+    assert WithAddedTerm(base, term, 0.25)(output, target, skeleton).item() == 1.5 + 0.25 * 4.0
+    assert WithAddedTerm(base, term)(output, target).item() == 1.5 + 4.0  # weight 1 by default, no maps
+    assert [c[0] for c in calls] == ["base", "term", "base", "term"]
+    assert calls[0][1] is output and calls[0][2] is target and calls[1][1] is output and calls[1][2] is target
+    assert len(calls[1][3]) == 1 and calls[1][3][0] is skeleton and calls[3][3] == ()
