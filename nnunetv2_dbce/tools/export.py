@@ -67,9 +67,10 @@ def export_for_inference(dataset: str, output_file: Path, configurations, traine
     stock = stock_trainer_name(recursive_find_trainer_class_by_name(trainer))
     with tempfile.TemporaryDirectory() as folder:
         exported = Path(folder) / "nnunet_export.zip"
-        export_pretrained_model(dataset, str(exported), tuple(configurations), trainer, plans,
-                                tuple(f if f == "all" else int(f) for f in folds), strict, tuple(checkpoints),
-                                crossval_predictions)
+        export_pretrained_model(dataset_name_or_id=dataset, output_file=str(exported),
+                                configurations=tuple(configurations), trainer=trainer, plans_identifier=plans,
+                                folds=tuple(f if f == "all" else int(f) for f in folds), strict=strict,
+                                save_checkpoints=tuple(checkpoints), export_crossval_predictions=crossval_predictions)
         if stock == trainer:
             shutil.copy(exported, output_file)
             return stock
