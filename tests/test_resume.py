@@ -2,6 +2,7 @@
 another trainer with other settings is refused."""
 import pytest
 
+from nnunetv2_dbce import PMDiceCELoss
 from nnunetv2_dbce.trainers import nnUNetTrainerDBCE, nnUNetTrainerDBCEPMDice, nnUNetTrainerPMDice
 from nnunetv2_dbce.trainers.settings import SETTINGS_KEY
 from helpers import make_trainer
@@ -25,7 +26,7 @@ def test_resume_restores_radius_and_gamma_of_the_checkpoint(plans_and_dataset_js
     resumed.load_checkpoint(str(tmp_path / "checkpoint.pth"))
     assert resumed.dilation_radius == 3 and resumed.pm_dice_gamma == (1.5,)
     assert resumed._voxel_map_transform().map_function.function.radius == 3
-    assert resumed.loss.loss.dice.gamma == (1.5,)
+    assert isinstance(resumed.loss.loss, PMDiceCELoss) and resumed.loss.loss.gamma == (1.5,)
     assert resumed.my_init_kwargs[SETTINGS_KEY]["dilation_radius"] == 3
     assert "Resuming with the loss settings of the checkpoint" in open(resumed.log_file).read()
 
