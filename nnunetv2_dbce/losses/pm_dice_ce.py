@@ -46,8 +46,8 @@ class SoftmaxPMDiceCESums(torch.autograd.Function):
 
     ``labels`` (B, 1, N) int64, every value in [0, C) (ignored voxels too: ``loss_mask`` removes them);
     ``loss_mask`` (B, 1, N) 0/1 or None; ``ce_weights`` (B, 1, N) or None: with ``with_ce``, the CE weight of
-    every voxel (None: the loss mask, or 1); ``gamma`` a float or a (1, C, 1) tensor. Returns ``sum m y p`` and
-    ``sum m (y^2 + p^2)``, both (B, C), and ``sum_i w_i CE_i`` (a scalar, 0 without ``with_ce``).
+    every voxel, ignored voxels at 0 (None: 1 everywhere); ``gamma`` a float or a (1, C, 1) tensor. Returns
+    ``sum m y p`` and ``sum m (y^2 + p^2)``, both (B, C), and ``sum_i w_i CE_i`` (a scalar, 0 without ``with_ce``).
     """
 
     @staticmethod
@@ -70,7 +70,6 @@ class SoftmaxPMDiceCESums(torch.autograd.Function):
         index = labels[:, 0]
         denominator = p_gamma2.sum(2).scatter_add_(1, index, label_denominator[:, 0])
         intersect = torch.zeros_like(denominator).scatter_add_(1, index, label_intersect[:, 0])
-        ce_weights = loss_mask if ce_weights is None else ce_weights
         if not with_ce:
             ce = log_p_label.new_zeros(())
         elif ce_weights is None:
@@ -149,14 +148,16 @@ class PMDiceCELoss(PMDiceLoss):
             labels = torch.where(loss_mask, labels, 0)
             loss_mask = loss_mask.to(accumulate)
         with_ce = self.weight_ce != 0
-        ce_weights = None if weights is None else _flat(weights).to(accumulate)
-        if ce_weights is not None and loss_mask is not None:
-            ce_weights = ce_weights * loss_mask
+        ce_weights = loss_mask  # the CE weight of every voxel: DBCE's map, 0 where ignored; None: 1 everywhere
+        if weights is not None:
+            ce_weights = _flat(weights).to(accumulate)
+            if loss_mask is not None:
+                ce_weights = ce_weights * loss_mask
         intersect, denominator, ce_sum = SoftmaxPMDiceCESums.apply(_flat(logits), labels, loss_mask, ce_weights,
                                                                    with_ce, gamma)
         loss = self.weight_dice * self.loss_from_sums(intersect, denominator)
         if with_ce:
-            weight_sum = labels.numel() if ce_weights is None and loss_mask is None else \
-                (loss_mask if ce_weights is None else ce_weights).sum().clamp_min(torch.finfo(accumulate).tiny)
+            weight_sum = labels.numel() if ce_weights is None else \
+                ce_weights.sum().clamp_min(torch.finfo(accumulate).tiny)
             loss = loss + self.weight_ce * ce_sum / weight_sum
         return loss
