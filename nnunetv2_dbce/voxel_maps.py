@@ -9,7 +9,7 @@ import edt
 import numpy as np
 from scipy import ndimage
 
-from nnunetv2_dbce.weight_maps import as_label_map, dilated_balanced_weights, grown_box, label_boxes
+from nnunetv2_dbce.weight_maps import as_label_map, dilated_balanced_weights, grown_box, mask_box
 
 
 def signed_distance_maps(label_map: np.ndarray, num_classes: int, spacing: Sequence[float]) -> np.ndarray:
@@ -24,15 +24,15 @@ def signed_distance_maps(label_map: np.ndarray, num_classes: int, spacing: Seque
     label_map = as_label_map(label_map)
     spacing = tuple(float(s) for s in spacing)
     maps = np.zeros((num_classes - 1, *label_map.shape), np.float32)
-    boxes = label_boxes(label_map)
     for c in range(1, num_classes):
         inside = label_map == c
-        if c not in boxes or inside.all():
+        box = mask_box(inside)
+        if box is None or inside.all():
             continue
         maps[c - 1] = edt.edt((~inside).view(np.uint8), anisotropy=spacing, black_border=False, parallel=1)
         # the nearest voxel outside the class is within its bounding box grown by one voxel (that layer is
         # outside it), so the inside distances need only that box
-        grown = grown_box(boxes[c], np.ones(label_map.ndim, int), label_map.shape)
+        grown = grown_box(box, np.ones(label_map.ndim, int), label_map.shape)
         inside_box = np.ascontiguousarray(inside[grown])
         inside_distance = edt.edt(inside_box.view(np.uint8), anisotropy=spacing, black_border=False, parallel=1)
         np.subtract(min(spacing), inside_distance, out=maps[c - 1][grown], where=inside_box)
@@ -79,7 +79,7 @@ def unet_border_weights(label_map: np.ndarray, spacing: Optional[Sequence[float]
     second = np.full(label_map.shape, np.inf, np.float32)
     reach = np.ceil(cutoff / scale).astype(int)
     for index, box in enumerate(ndimage.find_objects(objects), start=1):
-        grown = tuple(slice(max(s.start - r, 0), min(s.stop + r, n)) for s, r, n in zip(box, reach, label_map.shape))
+        grown = grown_box(box, reach, label_map.shape)
         distance = edt.edt((objects[grown] != index).view(np.uint8), anisotropy=tuple(scale), black_border=False,
                            parallel=1)
         distance[distance > cutoff] = np.inf
@@ -120,10 +120,10 @@ def tubed_skeletons(label_map: np.ndarray, classes: Sequence[int], tube_radius: 
     cross = ndimage.generate_binary_structure(len(shape), 1)
     maps = np.zeros((len(masks), *shape), np.float32)
     for index, mask in enumerate(masks):
-        box = ndimage.find_objects(mask.astype(np.uint8))
-        if not box:
+        box = mask_box(np.ascontiguousarray(mask))
+        if box is None:
             continue
-        grown = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(box[0], shape))
+        grown = grown_box(box, np.ones(len(shape), int), shape)
         skeleton = skeletonize(mask[grown])
         if tube_radius:
             skeleton = ndimage.binary_dilation(skeleton, cross, iterations=tube_radius)
