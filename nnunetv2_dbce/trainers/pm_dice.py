@@ -34,7 +34,6 @@ class PMDiceGamma(CheckpointedLossSettings):
         return nnunet_soft_dice(self, PMDiceLoss, gamma=self.pm_dice_gamma)
 
 
-
 class nnUNetTrainerPMDiceCE(PMDiceGamma, LostLabelWarning, nnUNetTrainer):
     """PM Dice + CE, weighted 1:1 as nnU-Net's Dice+CE, inside nnU-Net's deep-supervision wrapper: label maps
     train with ``PMDiceCELoss`` (both terms from one softmax, the ignore label left out of both); region-based
