@@ -35,8 +35,8 @@ def register(environ=os.environ, stderr=None):
     if value in ("0", "false", "no", "off"):
         return
     if value not in ("", "1", "true", "yes", "on"):
-        (stderr or sys.stderr).write(f"{SWITCH}={environ[SWITCH]!r} is neither on (1, true, yes, on) nor off (0, false, "
-                                     f"no, off): the nnunetv2-dbce trainers stay on nnU-Net's search path\n")
+        (stderr or sys.stderr).write(f"{SWITCH}={environ[SWITCH]!r} is neither on (1, true, yes, on) nor off "
+                                     f"(0, false, no, off): the nnunetv2-dbce trainers stay on nnU-Net's search path\n")
     folder = trainer_folder()
     if folder is None:
         return

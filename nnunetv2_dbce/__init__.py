@@ -7,9 +7,20 @@ extension point, nnU-Net) are importable from here too, each loaded at its first
 """
 from importlib import import_module
 
-from nnunetv2_dbce.losses import (BorderWeightedCELoss, BoundaryLoss, ClDiceLoss, DBCELoss, DiceAndDBCELoss,
-                                  FocalLoss, FocalTverskyLoss, PMDiceCELoss, PMDiceLoss, RegionAndBoundaryLoss,
-                                  RegionDBCELoss, SkeletonRecallLoss)
+from nnunetv2_dbce.losses import (
+    BorderWeightedCELoss,
+    BoundaryLoss,
+    ClDiceLoss,
+    DBCELoss,
+    DiceAndDBCELoss,
+    FocalLoss,
+    FocalTverskyLoss,
+    PMDiceCELoss,
+    PMDiceLoss,
+    RegionAndBoundaryLoss,
+    RegionDBCELoss,
+    SkeletonRecallLoss,
+)
 
 _LAZY = {"DilatedBalancedWeightsTransform": "nnunetv2_dbce.transforms",
          "VoxelMapTransform": "nnunetv2_dbce.transforms",

@@ -6,7 +6,7 @@ configuration sees it: in the configuration's preprocessed label maps, slice by 
 disk (2D) or ball (3D) of the same physical area or volume, in voxels of the finest axis, the unit of the
 dilation radius.
 """
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -19,7 +19,7 @@ RADIUS_PER_STRUCTURE_RADIUS = 0.5
 MAX_MEASURED_CASES = 100
 
 
-def equivalent_radii(mask: np.ndarray, spacing: Optional[Sequence[float]] = None) -> np.ndarray:
+def equivalent_radii(mask: np.ndarray, spacing: Sequence[float] | None = None) -> np.ndarray:
     """Equivalent radius of every connected component (face connectivity) of a 2D or 3D boolean mask.
 
     ``spacing`` (one value per axis; isotropic if None) makes the disk or ball a physical one; radii are in

@@ -3,7 +3,7 @@ signed distance maps (boundary loss), U-Net border weights, tubed skeletons (Ske
 edt / scikit-image.
 """
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import edt
 import numpy as np
@@ -49,8 +49,8 @@ class SignedDistanceMaps:
         return signed_distance_maps(labels, self.num_classes, spacing)
 
 
-def unet_border_weights(label_map: np.ndarray, spacing: Optional[Sequence[float]] = None, w0: float = 10.0,
-                        sigma: float = 5.0, ignore_label: Optional[int] = None) -> np.ndarray:
+def unet_border_weights(label_map: np.ndarray, spacing: Sequence[float] | None = None, w0: float = 10.0,
+                        sigma: float = 5.0, ignore_label: int | None = None) -> np.ndarray:
     """Ronneberger et al.'s U-Net weight map, float32 of the shape of ``label_map``:
     ``w(x) = w_c(x) + w0 * exp(-(d1(x) + d2(x))**2 / (2 sigma**2))``.
 
@@ -93,7 +93,7 @@ def unet_border_weights(label_map: np.ndarray, spacing: Optional[Sequence[float]
 class UNetBorderWeights:
     """``unet_border_weights`` with fixed settings, as a map function ``f(labels, spacing)``."""
 
-    def __init__(self, w0: float = 10.0, sigma: float = 5.0, ignore_label: Optional[int] = None):
+    def __init__(self, w0: float = 10.0, sigma: float = 5.0, ignore_label: int | None = None):
         if not (w0 >= 0 and sigma > 0 and math.isfinite(w0) and math.isfinite(sigma)):
             raise ValueError(f"U-Net border weights need finite w0 >= 0 and sigma > 0, got {w0}, {sigma}")
         self.w0, self.sigma, self.ignore_label = w0, sigma, ignore_label
@@ -134,7 +134,7 @@ def tubed_skeletons(label_map: np.ndarray, classes: Sequence[int], tube_radius: 
 class TubedSkeletons:
     """``tubed_skeletons`` of fixed classes (None: region masks), as a map function ``f(labels, spacing)``."""
 
-    def __init__(self, classes: Optional[Sequence[int]], tube_radius: int = TUBE_RADIUS):
+    def __init__(self, classes: Sequence[int] | None, tube_radius: int = TUBE_RADIUS):
         self.classes = None if classes is None else [int(c) for c in classes]
         self.tube_radius = tube_radius
 

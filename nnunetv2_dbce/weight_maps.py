@@ -11,9 +11,9 @@ A voxel of class ``c`` gets ``w_c``; a background voxel inside one or more ``D_c
 structure) gets the largest of those ``w_c``; a background voxel in ``B`` gets ``w_0``; ignored voxels
 get 0. All areas count non-ignored voxels only. ``R = 0`` gives plain balanced CE weights.
 """
+from collections.abc import Sequence
 from functools import lru_cache
 from numbers import Real
-from typing import Optional, Sequence
 
 import cv2
 import edt
@@ -36,7 +36,7 @@ def check_radius(radius) -> float:
     return radius
 
 
-def axis_scale(spacing: Optional[Sequence[float]], ndim: int) -> np.ndarray:
+def axis_scale(spacing: Sequence[float] | None, ndim: int) -> np.ndarray:
     """Per-axis voxel size in units of the finest axis, ``spacing / min(spacing)``; ones if isotropic."""
     if spacing is None:
         return np.ones(ndim)
@@ -47,7 +47,7 @@ def axis_scale(spacing: Optional[Sequence[float]], ndim: int) -> np.ndarray:
     return spacing / spacing.min()
 
 
-def as_label_map(label_map, ignore_label: Optional[int] = None) -> np.ndarray:
+def as_label_map(label_map, ignore_label: int | None = None) -> np.ndarray:
     """Validate a 2D/3D map of non-negative integer labels (float maps must hold whole numbers)."""
     label_map = np.asarray(label_map)
     if label_map.ndim not in (2, 3):
@@ -75,7 +75,7 @@ def as_label_map(label_map, ignore_label: Optional[int] = None) -> np.ndarray:
 PER_LABEL_MAX_LABELS = 10
 
 
-def mask_box(mask: np.ndarray) -> Optional[tuple]:
+def mask_box(mask: np.ndarray) -> tuple | None:
     """Bounding box (a tuple of slices) of the True voxels of a C-contiguous 2D or 3D bool mask; None if empty.
 
     OpenCV's boundingRect on the mask as an image; in 3D first on the mask seen as (X, Y * Z) for the
@@ -171,8 +171,8 @@ def dilate(mask: np.ndarray, radius: float, scale: np.ndarray) -> np.ndarray:
     return dilate_with_distance_transform(mask, radius, scale)
 
 
-def dilated_balanced_weights(label_map, radius, spacing: Optional[Sequence[float]] = None,
-                             ignore_label: Optional[int] = None) -> np.ndarray:
+def dilated_balanced_weights(label_map, radius, spacing: Sequence[float] | None = None,
+                             ignore_label: int | None = None) -> np.ndarray:
     """DBCE weight map of one patch.
 
     All work beyond two cheap passes (bounding boxes, the band count) happens inside each class's
@@ -248,7 +248,7 @@ class DBCEWeightMap:
     channel is nnU-Net's ignore mask: its voxels are left out of every region's counts and weigh 0.
     """
 
-    def __init__(self, radius: float, ignore_label: Optional[int] = None):
+    def __init__(self, radius: float, ignore_label: int | None = None):
         self.radius = check_radius(radius)
         self.ignore_label = ignore_label
 
@@ -258,7 +258,7 @@ class DBCEWeightMap:
         return region_weights(labels, self.radius, spacing, self.ignore_label is not None)
 
 
-def region_weights(regions: np.ndarray, radius: float, spacing: Optional[Sequence[float]] = None,
+def region_weights(regions: np.ndarray, radius: float, spacing: Sequence[float] | None = None,
                    ignore_channel: bool = False) -> np.ndarray:
     """DBCE weights of each region channel of (R, X, Y[, Z]) binary masks, as a binary label map of its own.
 

@@ -3,8 +3,9 @@
 nnU-Net's default loss is ``DC_and_CE_loss`` with ``MemoryEfficientSoftDiceLoss`` (batch Dice,
 background excluded, smoothing 1e-5), built here exactly as ``nnUNetTrainer._build_loss`` builds it.
 Every loss gets the same logits and labels (and DBCE the weight maps of those labels); the losses are
-timed in interleaved rounds, in a new random order each round. One row per loss: median and interquartile range, the ratio of medians to
-Dice+CE, and the memory autograd keeps for the backward pass (besides the logits) in logits-sized copies.
+timed in interleaved rounds, in a new random order each round. One row per loss: median and interquartile
+range, the ratio of medians to Dice+CE, and the memory autograd keeps for the backward pass (besides the logits)
+in logits-sized copies.
 
     python scripts/benchmark_losses.py [--device cpu|cuda] [--repeats 20] [--autocast]
 

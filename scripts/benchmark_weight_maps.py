@@ -19,22 +19,23 @@ A second part plots the cost of ``dilated_balanced_weights`` alone against patch
 import argparse
 import os
 import time
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from scipy import ndimage  # noqa: E402
-from nnunetv2.training.data_augmentation.compute_initial_patch_size import get_patch_size  # noqa: E402
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
+import cv2
+import numpy as np
+import torch
+from nnunetv2.training.data_augmentation.compute_initial_patch_size import get_patch_size
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from scipy import ndimage
+from threadpoolctl import threadpool_limits
 
-from nnunetv2_dbce import DilatedBalancedWeightsTransform, VoxelMapTransform, dilated_balanced_weights  # noqa: E402
-from nnunetv2_dbce.losses.topology import ClDiceLoss  # noqa: E402
-from nnunetv2_dbce.tools.synthetic import vessel_case  # noqa: E402
-from nnunetv2_dbce.voxel_maps import SignedDistanceMaps, TubedSkeletons, UNetBorderWeights  # noqa: E402
+from nnunetv2_dbce import DilatedBalancedWeightsTransform, VoxelMapTransform, dilated_balanced_weights
+from nnunetv2_dbce.losses.topology import ClDiceLoss
+from nnunetv2_dbce.tools.synthetic import vessel_case
+from nnunetv2_dbce.voxel_maps import SignedDistanceMaps, TubedSkeletons, UNetBorderWeights
 
 
 def synthetic_labels(shape, structures, seed=0):
@@ -139,8 +140,8 @@ def dilation_crossover():
         for radius in (3, 5, 7, 10, 14, 20):
             kernel = ball_kernel(float(radius), tuple(scale))
             timings = []
-            for dilation in (lambda: dilate_with_kernel(mask, kernel),
-                             lambda: dilate_with_distance_transform(mask, radius, scale)):
+            for dilation in (partial(dilate_with_kernel, mask, kernel),
+                             partial(dilate_with_distance_transform, mask, radius, scale)):
                 dilation()
                 start = time.perf_counter()
                 for _ in range(5):

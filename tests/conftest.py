@@ -57,8 +57,8 @@ def plans_and_dataset_json(preprocessed_dataset, nnunet_env, monkeypatch):
 def preprocessed_3d_dataset(nnunet_env):
     """Dataset993: 8 training and 1 test 3D NIfTI volumes (16x24x20 voxels, spacing 2.5 x 1 x 1 mm) with a
     large ellipsoid (label 1) and a small sphere (label 2), planned and preprocessed (3d_fullres) by nnU-Net."""
-    import SimpleITK as sitk
     import numpy as np
+    import SimpleITK as sitk
 
     folder = Path(nnunet_env["nnUNet_raw"]) / f"Dataset{DATASET_3D_ID}_DBCE3D"
     rng = np.random.default_rng(0)

@@ -67,7 +67,8 @@ def reference_weighted_ce(logits: np.ndarray, labels: np.ndarray, weights: np.nd
 
 def reference_pm_dice(probabilities: np.ndarray, onehot: np.ndarray, gamma, batch_dice: bool, do_bg: bool,
                       smooth: float, mask: np.ndarray = None) -> float:
-    """PM Dice as docs/losses.md defines it, with loops over voxels; probabilities/onehot (B, C, ...), mask (B, ...) or None."""
+    """PM Dice as docs/losses.md defines it, with loops over voxels; probabilities/onehot (B, C, ...), mask (B, ...)
+    or None."""
     batch, classes = probabilities.shape[:2]
     gammas = [gamma] * classes if np.ndim(gamma) == 0 else list(gamma)
     groups = [list(range(batch))] if batch_dice else [[b] for b in range(batch)]

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from helpers import DATASET_ID, run_cli
-from nnunetv2_dbce.tools.nnunet import nnunet_command
 from nnunetv2_dbce.tools.cli import UserError
+from nnunetv2_dbce.tools.nnunet import nnunet_command
 
 pytestmark = pytest.mark.e2e
 TRAINERS = ("nnUNetTrainerDBCE_tiny", "nnUNetTrainer_tiny")

@@ -4,12 +4,12 @@ import pytest
 import torch
 from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 from nnunetv2.utilities.helpers import softmax_helper_dim1
+from test_regions import weighted_bce_voxel_loop
 
+from helpers import make_trainer, onehot, validation_loss_and_reference
 from nnunetv2_dbce import DiceAndDBCELoss, dilated_balanced_weights
 from nnunetv2_dbce.trainers import nnUNetTrainerDiceDBCE, nnUNetTrainerDiceDBCE_R5
-from helpers import make_trainer, onehot, validation_loss_and_reference
 from reference import reference_soft_dice, reference_weighted_ce
-from test_regions import weighted_bce_voxel_loop
 
 
 def nnunet_dice(regions=False, batch_dice=True):

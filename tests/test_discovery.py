@@ -5,10 +5,10 @@ import os
 import subprocess
 import sys
 
-import nnunetv2_dbce_autoload
 import pytest
 
 import nnunetv2_dbce.trainers
+import nnunetv2_dbce_autoload
 from helpers import USER_TRAINER_FOLDER
 
 LOOKUP = ("import sys; from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as find; "
@@ -97,4 +97,4 @@ def test_importing_the_package_loads_the_losses_only():
     assert {"nnunetv2", "cv2", "edt", "batchgeneratorsv2"} <= set(ast.literal_eval(after))
     assert modules == "nnunetv2_dbce.weight_maps nnunetv2_dbce.trainers.voxel_map" and listed == "True"
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        nnunetv2_dbce.nope
+        _ = nnunetv2_dbce.nope

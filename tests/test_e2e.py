@@ -40,7 +40,8 @@ def training_log_with_finite_losses(fold: Path) -> str:
      False),
     ("nnUNetTrainerAlignedMap_tiny", ["Voxel map: label_channels, made in the augmentation workers, sampled"], False),
     ("nnUNetTrainerBoundaryLoss_tiny", ["boundary loss weight alpha 0.01", "boundary loss weight alpha 0.02"], False),
-    ("nnUNetTrainerUNetBorderWeightedCE_tiny", ["Voxel map: UNetBorderWeights, made in the augmentation workers"], False),
+    ("nnUNetTrainerUNetBorderWeightedCE_tiny", ["Voxel map: UNetBorderWeights, made in the augmentation workers"],
+     False),
 ])
 def test_train_validate_predict_on_cpu(trainer, logged, predict, preprocessed_dataset, nnunet_env, tmp_path):
     train = run_cli([nnunet_command("nnUNetv2_train"), str(DATASET_ID), "2d", "0", "-tr", trainer,

@@ -115,7 +115,8 @@ def test_baseline_trainers_train_inside_nnunets_deep_supervision(plans_and_datas
     with torch.no_grad():
         outputs = trainer.network(batch["data"])
         wrapped = trainer.loss(outputs, batch["target"])
-        by_hand = sum(w * loss_class(**({} if loss_class is FocalLoss else {"batch_dice": trainer.configuration_manager.batch_dice}))(o, t)
+        settings = {} if loss_class is FocalLoss else {"batch_dice": trainer.configuration_manager.batch_dice}
+        by_hand = sum(w * loss_class(**settings)(o, t)
                       for w, o, t in zip(trainer.loss.weight_factors, outputs, batch["target"]))
     assert len(outputs) > 1 and wrapped.item() == pytest.approx(by_hand.item(), rel=1e-5)
     trainer.on_train_epoch_start()

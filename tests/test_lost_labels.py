@@ -4,8 +4,8 @@ import math
 import pytest
 from nnunetv2.utilities.label_handling.label_handling import LabelManager
 
-from nnunetv2_dbce.trainers.lost_labels import LostLabelWarning, label_emas, newly_lost_labels
 from nnunetv2_dbce.tools.study_report import lost_labels
+from nnunetv2_dbce.trainers.lost_labels import LostLabelWarning, label_emas, newly_lost_labels
 
 
 def test_emas_follow_nnunets_moving_average_and_skip_absent_labels():

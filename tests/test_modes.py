@@ -4,10 +4,15 @@ import pytest
 import torch
 from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 
-from nnunetv2_dbce import DBCELoss, PMDiceCELoss, PMDiceLoss
-from nnunetv2_dbce.trainers import nnUNetTrainerDBCE, nnUNetTrainerDBCEPMDice, nnUNetTrainerDiceDBCE, \
-    nnUNetTrainerPMDice, nnUNetTrainerPMDiceCE
 from helpers import make_trainer
+from nnunetv2_dbce import DBCELoss, PMDiceCELoss, PMDiceLoss
+from nnunetv2_dbce.trainers import (
+    nnUNetTrainerDBCE,
+    nnUNetTrainerDBCEPMDice,
+    nnUNetTrainerDiceDBCE,
+    nnUNetTrainerPMDice,
+    nnUNetTrainerPMDiceCE,
+)
 from reference import reference_pm_dice, reference_soft_dice, reference_weighted_ce
 
 ALL_TRAINERS = [nnUNetTrainerDBCE, nnUNetTrainerPMDice, nnUNetTrainerPMDiceCE, nnUNetTrainerDBCEPMDice,

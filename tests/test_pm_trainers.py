@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 import torch
 from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss
+from test_regions import weighted_bce_voxel_loop
 
+from helpers import make_trainer, onehot, validation_loss_and_reference
 from nnunetv2_dbce import PMDiceCELoss, PMDiceLoss
 from nnunetv2_dbce.trainers import nnUNetTrainerDBCEPMDice, nnUNetTrainerPMDice, nnUNetTrainerPMDiceCE
-from helpers import make_trainer, onehot, validation_loss_and_reference
 from reference import reference_pm_dice, reference_weighted_ce
-from test_regions import weighted_bce_voxel_loop
 
 REGIONS = {"labels": {"background": 0, "spot_or_blob": [1, 2], "blob": 2}, "regions_class_order": [1, 2]}
 

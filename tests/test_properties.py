@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from nnunetv2_dbce import DiceAndDBCELoss, DBCELoss, PMDiceCELoss, PMDiceLoss, dilated_balanced_weights
+from nnunetv2_dbce import DBCELoss, DiceAndDBCELoss, PMDiceCELoss, PMDiceLoss, dilated_balanced_weights
 from reference import reference_pm_dice, reference_weights
 
 # derandomize: the same examples on every run, so that the suite's outcome never depends on chance
@@ -68,7 +68,8 @@ def test_pm_dice_is_in_unit_interval_and_matches_the_reference(gammas, batch_dic
 
 
 def awkward_targets():
-    """(name, target (B, 1, X, Y), ignore label) for the edge cases: background only, a class absent, a single voxel, all ignored."""
+    """(name, target (B, 1, X, Y), ignore label) for the edge cases: background only, a class absent, a single
+    voxel, all ignored."""
     background = torch.zeros((2, 1, 8, 8), dtype=torch.long)
     absent_class = background.clone()
     absent_class[:, :, 2:5, 2:5] = 1  # class 2 of 3 absent from the whole batch

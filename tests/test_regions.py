@@ -5,14 +5,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 from batchgeneratorsv2.transforms.utils.seg_to_regions import ConvertSegmentationToRegionsTransform
-from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 
 from helpers import logged_and_reference, make_trainer
 from nnunetv2_dbce import DiceAndDBCELoss, DilatedBalancedWeightsTransform, PMDiceLoss, RegionDBCELoss, region_weights
-from nnunetv2_dbce.weight_maps import DBCEWeightMap
 from nnunetv2_dbce.trainers import nnUNetTrainerBalancedCE, nnUNetTrainerDBCE, nnUNetTrainerDBCEPMDice
+from nnunetv2_dbce.weight_maps import DBCEWeightMap
 from reference import reference_pm_dice, reference_weights
 
 REGIONS = [(1, 2), (2,)]

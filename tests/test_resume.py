@@ -2,10 +2,10 @@
 another trainer with other settings is refused."""
 import pytest
 
+from helpers import make_trainer
 from nnunetv2_dbce import PMDiceCELoss
 from nnunetv2_dbce.trainers import nnUNetTrainerDBCE, nnUNetTrainerDBCEPMDice, nnUNetTrainerPMDice
 from nnunetv2_dbce.trainers.settings import SETTINGS_KEY
-from helpers import make_trainer
 
 
 def saved_checkpoint(trainer_class, plans_and_dataset_json, path):

@@ -20,18 +20,25 @@ from PIL import Image
 from scipy import ndimage
 
 from helpers import DATASET_ID, STUDY, TINY_STUDY, run_cli
-from reference import ball_structuring_element, reference_surface_metrics
 from nnunetv2_dbce.tools.cli import UserError
 from nnunetv2_dbce.tools.inspect import patch_shares, weight_summary
 from nnunetv2_dbce.tools.nnunet import nnunet_command
 from nnunetv2_dbce.tools.plans import derive_small_plans
 from nnunetv2_dbce.tools.provenance import checkout_commit, cpu_name, package_commit
 from nnunetv2_dbce.tools.study import label_names
-from nnunetv2_dbce.tools.study_report import (add_size_bins, comparisons, fold_dice_table, fold_sections,
-                                             metrics_table, paper_baselines, provenance_lines)
+from nnunetv2_dbce.tools.study_report import (
+    add_size_bins,
+    comparisons,
+    fold_dice_table,
+    fold_sections,
+    metrics_table,
+    paper_baselines,
+    provenance_lines,
+)
 from nnunetv2_dbce.tools.study_run import log_start
 from nnunetv2_dbce.tools.surface_metrics import surface_distances
 from nnunetv2_dbce.weight_maps import dilated_balanced_weights
+from reference import ball_structuring_element, reference_surface_metrics
 
 INSPECT, CONVERT_KVASIR = (nnunet_command(f"nnUNetv2_dbce_{name}") for name in ("inspect", "convert_kvasir"))
 
@@ -345,7 +352,8 @@ def test_kvasir_conversion(tmp_path):
     subprocess.run([*command, "--size", "8"], check=True, capture_output=True)
     small_image = np.asarray(Image.open(target / "imagesTr" / "a_0000.png"), dtype=float)
     full_image = np.asarray(Image.open(source / "images" / "a.jpg").convert("RGB"), dtype=float)
-    np.testing.assert_allclose(small_image, full_image.reshape(8, 2, 8, 2, 3).mean((1, 3)), atol=1.01)  # 2x2 means, PIL fixed point
+    # 2x2 means, PIL fixed point
+    np.testing.assert_allclose(small_image, full_image.reshape(8, 2, 8, 2, 3).mean((1, 3)), atol=1.01)
     np.testing.assert_array_equal(np.asarray(Image.open(target / "labelsTr" / "a.png")).shape, (8, 8))
     Image.fromarray(np.full((16, 16), 7, np.uint8)).save(source / "masks" / "a.png")
     bad = subprocess.run(command, capture_output=True, text=True)

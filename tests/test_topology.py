@@ -9,12 +9,12 @@ import torch
 from scipy import ndimage
 from skimage.morphology import skeletonize
 
+from helpers import make_trainer, onehot, validation_loss_and_reference
 from nnunetv2_dbce import ClDiceLoss, SkeletonRecallLoss
 from nnunetv2_dbce.losses.compound import WithAddedTerm
-from nnunetv2_dbce.trainers import nnUNetTrainerclDice, nnUNetTrainerSkeletonRecall
 from nnunetv2_dbce.tools.synthetic import write_vessel_dataset
+from nnunetv2_dbce.trainers import nnUNetTrainerclDice, nnUNetTrainerSkeletonRecall
 from nnunetv2_dbce.voxel_maps import tubed_skeletons
-from helpers import make_trainer, onehot, validation_loss_and_reference
 from reference import reference_soft_dice, reference_weighted_ce
 
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 
+from helpers import make_trainer
 from nnunetv2_dbce import DBCELoss, dilated_balanced_weights
 from nnunetv2_dbce.patches.voxel_map_loader import raise_if_failed
 from nnunetv2_dbce.trainers import nnUNetTrainerBalancedCE, nnUNetTrainerDBCE
-from helpers import make_trainer
 from reference import reference_weighted_ce
 
 
@@ -50,9 +50,9 @@ def test_validation_loss_is_deep_supervised_dbce(plans_and_dataset_json):
 
     with torch.no_grad():
         outputs = trainer.network(batch["data"])
+    scales = zip(trainer.loss.weight_factors, outputs, batch["target"], batch["voxel_map"])
     expected = sum(factor * reference_weighted_ce(out.numpy(), t[:, 0].numpy(), w[:, 0].numpy())
-                   for factor, out, t, w in zip(trainer.loss.weight_factors, outputs, batch["target"], batch["voxel_map"])
-                   if factor != 0)
+                   for factor, out, t, w in scales if factor != 0)
     assert float(logged) == pytest.approx(expected, rel=1e-4)
 
 

@@ -26,9 +26,9 @@ TRAINER = "nnUNetTrainerDBCEPMDice_tiny"
 
 def cpu_ddp(init_file: str) -> ExitStack:
     """Patches that let nnU-Net's DDP code run on CPU with gloo (see the module docstring)."""
-    from torch.nn.parallel import DistributedDataParallel
     from nnunetv2.run import run_training
     from nnunetv2.training.nnUNetTrainer import nnUNetTrainer as trainer_module
+    from torch.nn.parallel import DistributedDataParallel
 
     def setup_gloo(rank, world_size):
         dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
@@ -58,6 +58,7 @@ def checks_worker(rank, init_file, out_folder):
     """Same case on both ranks: identical weight maps, losses and updated weights. Different cases per rank:
     the PM Dice term equals one process's PM Dice over both cases (its batch-Dice sums are all-gathered)."""
     from nnunetv2.run import run_training
+
     from nnunetv2_dbce import PMDiceLoss
     from nnunetv2_dbce.trainers.deep_supervision import innermost
 

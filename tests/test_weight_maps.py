@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 from nnunetv2_dbce import dilated_balanced_weights, weight_maps
-from nnunetv2_dbce.weight_maps import (axis_scale, ball_kernel, dilate_with_distance_transform,
-                                       dilate_with_kernel)
+from nnunetv2_dbce.weight_maps import axis_scale, ball_kernel, dilate_with_distance_transform, dilate_with_kernel
 from reference import ball_structuring_element, reference_weights
 
 

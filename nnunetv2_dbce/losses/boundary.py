@@ -1,13 +1,12 @@
 """The boundary loss (Kervadec et al.) and the U-Net's border-weighted cross entropy, on per-voxel maps made
 from the label (``nnunetv2_dbce.voxel_maps``). Plain torch."""
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
-def annotated_mask(target: torch.Tensor, ignore_index: Optional[int]) -> torch.Tensor:
+def annotated_mask(target: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
     """(B, 1, ...) bool: the voxels whose label is not ``ignore_index``."""
     return torch.ones_like(target, dtype=torch.bool) if ignore_index is None else target != ignore_index
 
@@ -19,7 +18,7 @@ class BoundaryLoss(nn.Module):
     Analysis 2021. Voxels labelled ``ignore_index`` are left out of the mean.
     """
 
-    def __init__(self, ignore_index: Optional[int] = None):
+    def __init__(self, ignore_index: int | None = None):
         super().__init__()
         self.ignore_index = ignore_index
 
@@ -57,7 +56,7 @@ class BorderWeightedCELoss(nn.Module):
     """``mean_voxels w * CE``: the U-Net's weighted cross entropy (Ronneberger et al. 2015, the energy
     ``sum_x w(x) log p(x)`` as a mean over the annotated voxels), ``w`` the border weight map."""
 
-    def __init__(self, ignore_index: Optional[int] = None):
+    def __init__(self, ignore_index: int | None = None):
         super().__init__()
         self.ignore_index = ignore_index
 

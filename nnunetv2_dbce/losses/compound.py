@@ -1,5 +1,4 @@
 """A soft Dice + DBCE on the same logits: nnU-Net's Dice+CE with DBCE in place of CE. Plain torch."""
-from typing import Optional
 
 import torch
 from torch import nn
@@ -23,7 +22,7 @@ class DiceAndDBCELoss(nn.Module):
         value = DiceAndDBCELoss(dice)(logits, target, weights)   # target, weights (B, 1, X, Y[, Z])
     """
 
-    def __init__(self, dice: nn.Module, ignore_index: Optional[int] = None, weight_dbce: float = 1,
+    def __init__(self, dice: nn.Module, ignore_index: int | None = None, weight_dbce: float = 1,
                  weight_dice: float = 1, regions: bool = False):
         super().__init__()
         self.dbce = RegionDBCELoss(ignore_index is not None) if regions else DBCELoss(ignore_index)

@@ -1,5 +1,4 @@
 """Dilated balanced cross entropy: a voxel-weighted CE, plain torch."""
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +24,7 @@ class DBCELoss(nn.Module):
     Segmentation*, arXiv:2412.06045, 2024; BMC Medical Imaging, 2026.
     """
 
-    def __init__(self, ignore_index: Optional[int] = None):
+    def __init__(self, ignore_index: int | None = None):
         super().__init__()
         self.ignore_index = ignore_index
 

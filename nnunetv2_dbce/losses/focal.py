@@ -1,5 +1,4 @@
 """Losses for hard pixels that the papers compare against: focal loss and focal Tversky loss. Plain torch."""
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -13,7 +12,7 @@ class FocalLoss(nn.Module):
     T.-Y. Lin et al., *Focal Loss for Dense Object Detection*, ICCV 2017 (gamma = 2, the paper's best).
     """
 
-    def __init__(self, gamma: float = 2.0, ignore_index: Optional[int] = None):
+    def __init__(self, gamma: float = 2.0, ignore_index: int | None = None):
         super().__init__()
         if not gamma >= 0:
             raise ValueError(f"focal loss gamma must be >= 0, got {gamma}")
@@ -47,7 +46,7 @@ class FocalTverskyLoss(nn.Module):
     """
 
     def __init__(self, alpha: float = 0.7, beta: float = 0.3, gamma: float = 4 / 3, batch_dice: bool = True,
-                 do_bg: bool = False, smooth: float = 1e-5, ignore_index: Optional[int] = None):
+                 do_bg: bool = False, smooth: float = 1e-5, ignore_index: int | None = None):
         super().__init__()
         if not (alpha >= 0 and beta >= 0 and gamma > 0):
             raise ValueError(f"focal Tversky needs alpha, beta >= 0 and gamma > 0, got {alpha}, {beta}, {gamma}")

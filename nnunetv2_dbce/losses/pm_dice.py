@@ -1,17 +1,17 @@
 """Pixel-wise modulated Dice (PM Dice): a soft Dice whose every voxel is scaled by how wrong it is. Plain torch."""
 import math
+from collections.abc import Callable, Sequence
 from numbers import Real
-from typing import Callable, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
 from nnunetv2_dbce.losses.ddp import sum_over_processes
 
-Gamma = Union[float, Sequence[float]]
+Gamma = float | Sequence[float]
 
 
-def check_gamma(gamma: Gamma, num_classes: Optional[int] = None) -> tuple:
+def check_gamma(gamma: Gamma, num_classes: int | None = None) -> tuple:
     """Return ``gamma`` as a tuple of floats (one value, or one per class), or raise with the reason.
 
     :param num_classes: when given, a per-class ``gamma`` must have exactly this many values.
@@ -27,7 +27,7 @@ def check_gamma(gamma: Gamma, num_classes: Optional[int] = None) -> tuple:
     return tuple(float(v) for v in values)
 
 
-def modulation(p: torch.Tensor, y: torch.Tensor, gamma, loss_mask: Optional[torch.Tensor]) -> torch.Tensor:
+def modulation(p: torch.Tensor, y: torch.Tensor, gamma, loss_mask: torch.Tensor | None) -> torch.Tensor:
     """``|y - p|^gamma`` (times the loss mask), computed without a graph: the modulation is a constant."""
     with torch.no_grad():
         m = y - p
@@ -93,7 +93,7 @@ class PMDiceLoss(nn.Module):
     S. M. Hosseini, *Pixel-wise Modulated Dice Loss for Medical Image Segmentation*, arXiv:2506.15744, 2025.
     """
 
-    def __init__(self, apply_nonlin: Optional[Callable] = None, gamma: Gamma = 1.0, batch_dice: bool = True,
+    def __init__(self, apply_nonlin: Callable | None = None, gamma: Gamma = 1.0, batch_dice: bool = True,
                  do_bg: bool = False, smooth: float = 1e-5, ddp: bool = False):
         super().__init__()
         self.apply_nonlin = apply_nonlin
@@ -103,7 +103,7 @@ class PMDiceLoss(nn.Module):
         self.smooth = smooth
         self.ddp = ddp
 
-    def _gamma_tensor(self, x: torch.Tensor) -> Union[float, torch.Tensor]:
+    def _gamma_tensor(self, x: torch.Tensor) -> float | torch.Tensor:
         """One float, or a (1, C, 1, ...) tensor of per-class values in the precision of the sums."""
         if len(self.gamma) == 1:
             return self.gamma[0]
@@ -111,7 +111,7 @@ class PMDiceLoss(nn.Module):
         return torch.tensor(self.gamma, device=x.device, dtype=torch.promote_types(x.dtype, torch.float32)) \
             .view(1, x.shape[1], *([1] * (x.ndim - 2)))
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, loss_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor, loss_mask: torch.Tensor | None = None) -> torch.Tensor:
         """
         :param x: network output (B, C, X, Y[, Z]); ``apply_nonlin`` turns it into probabilities.
         :param y: label map (B, 1, ...) or (B, ...) with values in [0, C), or one-hot / region target (B, C, ...).

@@ -1,8 +1,6 @@
 """PM Dice + CE (or DBCE) on a label map from one softmax, as cheap as nnU-Net's Dice+CE. Plain torch."""
-from typing import Optional
 
 import torch
-from torch import nn
 
 from nnunetv2_dbce.losses.pm_dice import Gamma, PMDiceLoss
 
@@ -120,14 +118,14 @@ class PMDiceCELoss(PMDiceLoss):
     """
 
     def __init__(self, gamma: Gamma = 1.0, batch_dice: bool = True, do_bg: bool = False, smooth: float = 1e-5,
-                 ddp: bool = False, ignore_index: Optional[int] = None, weight_ce: float = 1, weight_dice: float = 1):
+                 ddp: bool = False, ignore_index: int | None = None, weight_ce: float = 1, weight_dice: float = 1):
         super().__init__(None, gamma, batch_dice, do_bg, smooth, ddp)
         self.ignore_index = ignore_index
         self.weight_ce = weight_ce
         self.weight_dice = weight_dice
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor,
-                weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+                weights: torch.Tensor | None = None) -> torch.Tensor:
         """
         :param logits: (B, C, X, Y[, Z]).
         :param target: label map (B, 1, X, Y[, Z]), any numeric dtype.
@@ -142,7 +140,7 @@ class PMDiceCELoss(PMDiceLoss):
         gamma = self._gamma_tensor(_flat(logits))
         accumulate = torch.promote_types(logits.dtype, torch.float32)
         labels = _flat(target).long()
-        loss_mask: Optional[torch.Tensor] = None
+        loss_mask: torch.Tensor | None = None
         if self.ignore_index is not None:
             loss_mask = labels != self.ignore_index
             labels = torch.where(loss_mask, labels, 0)

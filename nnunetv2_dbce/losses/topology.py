@@ -1,12 +1,12 @@
 """Losses for thin structures (vessels, airways, nerves): soft skeleton recall and soft clDice. Plain torch
 (clDice through MONAI's ``SoftclDiceLoss``)."""
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 
-def loss_mask(target: torch.Tensor, ignore_index: Optional[int], regions: bool) -> Optional[torch.Tensor]:
+def loss_mask(target: torch.Tensor, ignore_index: int | None, regions: bool) -> torch.Tensor | None:
     """(B, 1, ...) True where a voxel counts, as nnU-Net masks its Dice: labels other than ``ignore_index``; for
     regions with an ignore label, voxels whose ignore channel (the target's last) is 0. None: every voxel counts."""
     if ignore_index is None:
@@ -35,7 +35,7 @@ class SkeletonRecallLoss(nn.Module):
     """
 
     def __init__(self, apply_nonlin: Callable, batch_dice: bool = True, smooth: float = 1e-5, regions: bool = False,
-                 ignore_index: Optional[int] = None):
+                 ignore_index: int | None = None):
         super().__init__()
         self.apply_nonlin, self.batch_dice, self.smooth = apply_nonlin, batch_dice, smooth
         self.regions, self.ignore_index = regions, ignore_index
@@ -72,7 +72,7 @@ class ClDiceLoss(nn.Module):
     Segmentation*, CVPR 2021, arXiv:2003.07311.
     """
 
-    def __init__(self, iterations: int = 3, regions: bool = False, ignore_index: Optional[int] = None):
+    def __init__(self, iterations: int = 3, regions: bool = False, ignore_index: int | None = None):
         super().__init__()
         from monai.losses import SoftclDiceLoss
         self.cldice = SoftclDiceLoss(iter_=iterations, include_background=True)

@@ -20,7 +20,6 @@ import importlib
 import pickle
 import traceback
 from contextlib import contextmanager
-from typing import List, Union
 
 import torch
 from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
@@ -28,7 +27,7 @@ from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 from nnunetv2_dbce.transforms.voxel_map import VOXEL_MAP_KEY
 
 nnunet_trainer_module = importlib.import_module("nnunetv2.training.nnUNetTrainer.nnUNetTrainer")
-VoxelMaps = Union[torch.Tensor, List[torch.Tensor]]
+VoxelMaps = torch.Tensor | list[torch.Tensor]
 FAILED_KEY = "failed"
 FAILED_ERROR_KEY = "failed_error"
 
@@ -38,7 +37,7 @@ class SetAsideVoxelMaps:
 
     def __init__(self, transforms):
         self.transforms = transforms
-        self.set_aside: List[VoxelMaps] = []
+        self.set_aside: list[VoxelMaps] = []
 
     def __call__(self, **data_dict) -> dict:
         transformed = self.transforms(**data_dict)
@@ -52,7 +51,7 @@ class SetAsideVoxelMaps:
         return f"{type(self).__name__}({self.transforms!r})"
 
 
-def stack_voxel_maps(per_sample: List[VoxelMaps]) -> VoxelMaps:
+def stack_voxel_maps(per_sample: list[VoxelMaps]) -> VoxelMaps:
     """(K, ...) maps of B samples -> (B, K, ...); lists of per-scale maps -> a list of per-scale batches."""
     if isinstance(per_sample[0], (list, tuple)):
         return [torch.stack(scale) for scale in zip(*per_sample)]

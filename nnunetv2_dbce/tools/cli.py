@@ -5,7 +5,7 @@ Library functions raise ``UserError`` (or ``FileNotFoundError``) for what the us
 """
 import functools
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 
 class UserError(Exception):

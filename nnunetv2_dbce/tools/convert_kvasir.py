@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -33,8 +32,8 @@ def read_mask(path: Path) -> np.ndarray:
     return (mask > 0).astype(np.uint8)
 
 
-def convert(source: Path, raw: Path, dataset_id: int, num_cases: Optional[int] = None,
-            size: Optional[int] = None) -> Path:
+def convert(source: Path, raw: Path, dataset_id: int, num_cases: int | None = None,
+            size: int | None = None) -> Path:
     """Write the nnU-Net raw dataset; return its folder. ``num_cases`` keeps the first cases (sorted ids)."""
     images = sorted((source / "images").glob("*.jpg"))[:num_cases]
     if not images:

@@ -25,8 +25,8 @@ import argparse
 import csv
 import math
 import multiprocessing
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -88,7 +88,7 @@ def holes(mask: np.ndarray) -> int:
 
 
 def evaluate_case(reference_file: str, prediction_file: str, reader_writer, labels_or_regions: Sequence,
-                  ignore_label: Optional[int] = None, tolerance: float = NSD_TOLERANCE_MM) -> dict:
+                  ignore_label: int | None = None, tolerance: float = NSD_TOLERANCE_MM) -> dict:
     """nnU-Net's ``compute_metrics`` of one case, each label's entry extended by the metrics of this module."""
     from nnunetv2.evaluation.evaluate_predictions import (
         compute_metrics,
@@ -125,7 +125,7 @@ def size_bins(volumes: Sequence[float]) -> list:
     return [float(e) for e in np.quantile(positive, [1 / 3, 2 / 3])] if len(positive) >= 3 else []
 
 
-def size_bin(volume: float, edges: Sequence[float]) -> Optional[int]:
+def size_bin(volume: float, edges: Sequence[float]) -> int | None:
     """0, 1 or 2: the tertile of ``volume`` (small, medium, large); None for an empty reference or no edges."""
     if volume <= 0 or not edges:
         return None
@@ -142,7 +142,7 @@ def lesion_scores(ref_lesions: int, detected: int, pred_lesions: int, tp: int) -
             "detected_lesions": detected, "pred_lesions": pred_lesions, "tp_lesions": tp}
 
 
-def zero_dice_cases(dice_of_cases_with_label: Sequence[float]) -> Optional[tuple]:
+def zero_dice_cases(dice_of_cases_with_label: Sequence[float]) -> tuple | None:
     """``(cases at Dice 0, cases)`` when a label is *lost*: Dice 0 on at least half of the cases that contain it
     (the run never learned to predict it); None otherwise."""
     zero, total = sum(d == 0 for d in dice_of_cases_with_label), len(dice_of_cases_with_label)

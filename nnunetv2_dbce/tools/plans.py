@@ -8,8 +8,8 @@ Features per stage follow nnU-Net's rule ``min(max_features, base * 2**stage)``;
 source's pattern (extended with its last value when the new network has more stages).
 """
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from nnunetv2_dbce.tools.cli import UserError
 from nnunetv2_dbce.tools.nnunet import check_configuration
@@ -55,8 +55,8 @@ def replan_topology(config: dict, patch_size: Sequence[int]) -> dict:
     return config
 
 
-def derive_small_plans(folder: Path, source: str, configuration: str, batch_size: Optional[int] = None,
-                       patch_size: Optional[Sequence[int]] = None, features: Optional[int] = None) -> str:
+def derive_small_plans(folder: Path, source: str, configuration: str, batch_size: int | None = None,
+                       patch_size: Sequence[int] | None = None, features: int | None = None) -> str:
     """Write a plans variant of ``configuration`` with a smaller batch, patch and/or network; return its identifier.
 
     The variant keeps the source's ``data_identifier`` (same preprocessed data); the source file is never

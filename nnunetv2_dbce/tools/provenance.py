@@ -4,12 +4,11 @@ import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
-from typing import Optional
 
 PACKAGE = Path(__file__).resolve().parents[1]
 
 
-def checkout_commit(folder: Path) -> Optional[str]:
+def checkout_commit(folder: Path) -> str | None:
     """HEAD of the git checkout holding ``folder`` (``+dirty`` when the package's files differ from it), or None."""
     def git(*arguments):
         return subprocess.run(["git", "-C", str(folder), *arguments], capture_output=True, text=True,
@@ -22,7 +21,7 @@ def checkout_commit(folder: Path) -> Optional[str]:
         return None
 
 
-def package_commit() -> Optional[str]:
+def package_commit() -> str | None:
     """The git commit of this package: its checkout's HEAD when imported from a checkout (an editable install),
     else the commit written into the wheel when it was built (``hatch_build.py``), else None."""
     built = PACKAGE / "BUILD_COMMIT"
@@ -49,8 +48,8 @@ def device_name(device: str) -> str:
     return f"{device} ({cpu_name()})" if device == "cpu" else device
 
 
-def provenance(device: str, threads: Optional[int], augmentation_workers: int, seed: Optional[int],
-               gpus: Optional[int] = None) -> dict:
+def provenance(device: str, threads: int | None, augmentation_workers: int, seed: int | None,
+               gpus: int | None = None) -> dict:
     """The fields every study record carries: package version and commit, nnU-Net, torch and Python versions,
     the device, the GPUs of the run (None on the CPU), torch's threads (None on a GPU) and nnU-Net's
     augmentation workers of the run, its seed (None: unseeded) and the machine's CPU count."""

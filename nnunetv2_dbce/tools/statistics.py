@@ -1,7 +1,7 @@
 """Paired comparisons of two trainers on the same cases: Wilcoxon signed-rank test, median paired difference
 with a bootstrap 95% interval, and Holm's correction over a family of tests."""
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

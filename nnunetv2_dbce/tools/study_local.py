@@ -7,7 +7,7 @@ import signal
 import subprocess
 import time
 from collections import deque
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 from nnunetv2_dbce.tools.study_run import Resources, StudyRun
 
@@ -23,8 +23,8 @@ def visible_gpus() -> list:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
-def local_resources(device: str, jobs: int, gpus: Optional[Sequence] = None, gpus_per_run: int = 1,
-                    cpus: Optional[int] = None, augmentation_workers: Optional[int] = None) -> list:
+def local_resources(device: str, jobs: int, gpus: Sequence | None = None, gpus_per_run: int = 1,
+                    cpus: int | None = None, augmentation_workers: int | None = None) -> list:
     """One ``Resources`` per run that may train at the same time.
 
     CUDA: the GPUs (``gpus``, default: all visible) in groups of ``gpus_per_run``, at most ``jobs`` groups; a run
@@ -66,7 +66,7 @@ class LocalScheduler:
     """
 
     def __init__(self, runs: Sequence[StudyRun], slots: Sequence[Resources], epochs: int,
-                 record: Callable[[StudyRun, Optional[float], Resources], None], poll_seconds: float = 2.0,
+                 record: Callable[[StudyRun, float | None, Resources], None], poll_seconds: float = 2.0,
                  progress_seconds: float = 300.0, say: Callable[[str], None] = print):
         self.pending = deque(runs)
         self.total = len(runs)

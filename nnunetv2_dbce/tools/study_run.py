@@ -13,10 +13,9 @@ import sys
 from argparse import Namespace
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
-from nnunetv2_dbce.tools.evaluate import CASE_METRICS, csv_rows, evaluate_folder
 from nnunetv2_dbce.tools.cli import UserError
+from nnunetv2_dbce.tools.evaluate import CASE_METRICS, csv_rows, evaluate_folder
 from nnunetv2_dbce.tools.nnunet import dataset_folder, dataset_name, fold_cases
 from nnunetv2_dbce.tools.provenance import provenance
 
@@ -27,9 +26,9 @@ class Resources:
     ``threads`` (torch threads on the CPU; None: every core) and ``augmentation_workers`` (``nnUNet_n_proc_DA``;
     None: nnU-Net's default)."""
 
-    gpus: Optional[tuple] = None
-    threads: Optional[int] = None
-    augmentation_workers: Optional[int] = None
+    gpus: tuple | None = None
+    threads: int | None = None
+    augmentation_workers: int | None = None
 
     def environment(self) -> dict:
         """Environment variables that give a child process these resources."""
@@ -125,7 +124,7 @@ class StudyRun:
             return subprocess.Popen(self.command(resources), stdout=handle, stderr=subprocess.STDOUT,
                                     env={**os.environ, **resources.environment()}, start_new_session=True)
 
-    def write_record(self, dataset_json: dict, minutes: Optional[float], resources: Resources) -> Path:
+    def write_record(self, dataset_json: dict, minutes: float | None, resources: Resources) -> Path:
         """Evaluate this finished run's validation predictions and write its record (per-case CSV + JSON)."""
         args = self.args
         validation = self.output_folder / "validation"

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Optional
 
 from nnunetv2_dbce.tools.cli import UserError
 from nnunetv2_dbce.tools.study_local import minutes_text, signal_group
@@ -28,7 +27,7 @@ ACTIVE_STATES = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", 
                  "RESIZING", "SUSPENDED", "STOPPED", "PREEMPTED", "SIGNALING", "STAGE_OUT")
 STOPPED_STATES = ("CANCELLED", "TIMEOUT", "DEADLINE", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL")
 ENDED_WITHOUT_RESULT = "ENDED"  # left the queue without a result: cancelled, killed, lost node
-_child: Optional[subprocess.Popen] = None  # the training process of the job running in this process
+_child: subprocess.Popen | None = None  # the training process of the job running in this process
 
 
 def require_submitit():

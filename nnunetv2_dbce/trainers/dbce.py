@@ -1,7 +1,6 @@
 """nnU-Net trainers that train with DBCE, alone or added to nnU-Net's soft Dice. Everything but the loss (and
 the weight maps it needs) is nnU-Net's."""
 from os.path import isdir
-from typing import Optional
 
 from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 
@@ -30,7 +29,7 @@ class nnUNetTrainerDBCE(CheckpointedLossSettings, nnUNetTrainerVoxelMap):
     radius from the sizes of the dataset's structures (``derive_dilation_radius``).
     """
 
-    dilation_radius: Optional[float] = 3
+    dilation_radius: float | None = 3
     radius_derivation: str = ""
 
     def validate_loss_settings(self) -> None:

@@ -1,6 +1,6 @@
 """A label the network stopped predicting is never silent: a warning in nnU-Net's log and on the console."""
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 LOST_DICE = 0.01  # EMA pseudo Dice below this: the label is not predicted
 LEARNING_DICE = 0.1  # ... while another label is above this

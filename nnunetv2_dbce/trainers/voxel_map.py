@@ -1,8 +1,8 @@
 """The per-voxel map extension point: a map made from the augmented label in nnU-Net's augmentation workers,
 given to the loss at every deep-supervision scale. DBCE, the boundary loss and U-Net border weights are
 instances of it; so is any user trainer that sets a map function and a loss."""
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Callable
 
 import torch
 from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAugmenter

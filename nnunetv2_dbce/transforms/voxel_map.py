@@ -4,8 +4,8 @@ import importlib.util
 import os
 import pickle
 import sys
+from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -107,8 +107,8 @@ class VoxelMapTransform(BasicTransform):
     nnU-Net samples the segmentation (nearest-exact), or averaged when ``continuous``.
     """
 
-    def __init__(self, map_function: Callable, spacing: Optional[Sequence[float]] = None, continuous: bool = False,
-                 max_label: Optional[int] = None):
+    def __init__(self, map_function: Callable, spacing: Sequence[float] | None = None, continuous: bool = False,
+                 max_label: int | None = None):
         """
         :param map_function: ``f(labels: np.ndarray, spacing: tuple) -> np.ndarray`` of shape (X, Y[, Z]) or
             (K, X, Y[, Z]); runs in the augmentation workers, so it must be picklable (a module-level function

@@ -1,5 +1,5 @@
 """The DBCE weight-map transform for nnU-Net's batchgeneratorsv2 augmentation pipeline."""
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from nnunetv2_dbce.transforms.voxel_map import VoxelMapTransform
 from nnunetv2_dbce.weight_maps import DBCEWeightMap, check_radius
@@ -15,8 +15,8 @@ class DilatedBalancedWeightsTransform(VoxelMapTransform):
     exactly as nnU-Net samples the segmentation.
     """
 
-    def __init__(self, dilation_radius: float, spacing: Optional[Sequence[float]] = None,
-                 ignore_label: Optional[int] = None, max_label: Optional[int] = None):
+    def __init__(self, dilation_radius: float, spacing: Sequence[float] | None = None,
+                 ignore_label: int | None = None, max_label: int | None = None):
         """
         :param dilation_radius: R in voxels of the finest axis.
         :param spacing: voxel spacing per spatial axis; None for isotropic.

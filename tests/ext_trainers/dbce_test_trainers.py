@@ -6,8 +6,16 @@ import os
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunetv2_dbce.trainers import nnUNetTrainerBalancedCE, nnUNetTrainerDBCE, nnUNetTrainerDBCEPMDice, \
-    nnUNetTrainerclDice, nnUNetTrainerDiceDBCE, nnUNetTrainerPMDice, nnUNetTrainerPMDiceCE, nnUNetTrainerSkeletonRecall
+from nnunetv2_dbce.trainers import (
+    nnUNetTrainerBalancedCE,
+    nnUNetTrainerclDice,
+    nnUNetTrainerDBCE,
+    nnUNetTrainerDBCEPMDice,
+    nnUNetTrainerDiceDBCE,
+    nnUNetTrainerPMDice,
+    nnUNetTrainerPMDiceCE,
+    nnUNetTrainerSkeletonRecall,
+)
 
 
 class FewIterations:

@@ -3,9 +3,9 @@ a two-channel map whose loss checks at every deep-supervision scale that the map
 target, and the package's two instances, each with a handful of iterations."""
 import numpy as np
 import torch
-
 from dbce_test_trainers import FewIterations
 from my_voxel_map import nnUNetTrainerProximityCE
+
 from nnunetv2_dbce import nnUNetTrainerVoxelMap
 from nnunetv2_dbce.trainers import nnUNetTrainerBoundaryLoss, nnUNetTrainerUNetBorderWeightedCE
 
