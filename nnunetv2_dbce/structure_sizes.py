@@ -46,7 +46,7 @@ def structure_radii(label_maps, classes: Sequence, spacing: Sequence[float], sli
     the configuration's spacing, two values when ``slices`` (a 2D configuration: structures are measured in each
     slice along the first axis), three otherwise. Returns one float64 array of radii per class.
     """
-    radii = [[] for _ in classes]
+    radii: list[list[np.ndarray]] = [[] for _ in classes]
     for label_map in label_maps:
         label_map = np.asarray(label_map)
         planes = label_map.reshape(-1, *label_map.shape[-2:]) if slices else [label_map]

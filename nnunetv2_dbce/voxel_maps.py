@@ -105,7 +105,7 @@ class UNetBorderWeights:
 TUBE_RADIUS = 2  # Skeleton Recall's official code: two binary dilations with the cross (face-connected) element
 
 
-def tubed_skeletons(label_map: np.ndarray, classes: Sequence[int], tube_radius: int = TUBE_RADIUS) -> np.ndarray:
+def tubed_skeletons(label_map: np.ndarray, classes: Sequence[int] | None, tube_radius: int = TUBE_RADIUS) -> np.ndarray:
     """Skeleton Recall's map: per class, the skeleton of its mask (``skimage.morphology.skeletonize``, 2D or 3D)
     "tubed" by ``tube_radius`` dilations with the face-connected element and kept inside the class's mask; float32
     (len(classes), X, Y[, Z]) of 0 and 1. ``label_map`` (X, Y[, Z]) holds labels; region masks (R, X, Y[, Z]) are
@@ -127,7 +127,7 @@ def tubed_skeletons(label_map: np.ndarray, classes: Sequence[int], tube_radius: 
         skeleton = skeletonize(mask[grown])
         if tube_radius:
             skeleton = ndimage.binary_dilation(skeleton, cross, iterations=tube_radius)
-        maps[(index, *grown)] = skeleton & mask[grown]
+        maps[index][grown] = skeleton & mask[grown]
     return maps
 
 

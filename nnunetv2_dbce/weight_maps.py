@@ -40,11 +40,11 @@ def axis_scale(spacing: Sequence[float] | None, ndim: int) -> np.ndarray:
     """Per-axis voxel size in units of the finest axis, ``spacing / min(spacing)``; ones if isotropic."""
     if spacing is None:
         return np.ones(ndim)
-    spacing = np.asarray(spacing, dtype=np.float64)
-    if spacing.shape != (ndim,) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
+    sizes = np.asarray(spacing, dtype=np.float64)
+    if sizes.shape != (ndim,) or not np.all(np.isfinite(sizes)) or np.any(sizes <= 0):
         raise ValueError(f"spacing must give one positive, finite value per axis of the {ndim}D label map, "
-                         f"got {spacing.tolist()}")
-    return spacing / spacing.min()
+                         f"got {sizes.tolist()}")
+    return sizes / sizes.min()
 
 
 def as_label_map(label_map, ignore_label: int | None = None) -> np.ndarray:
@@ -227,7 +227,7 @@ def dilated_balanced_weights(label_map, radius, spacing: Sequence[float] | None 
         weights.fill(num_voxels / (num_regions * background_area))
     class_weight = {label: np.float32(num_voxels / (num_regions * np.count_nonzero(band)))
                     for label, (_, _, band) in classes.items()}
-    ascending = sorted(classes, key=class_weight.get)
+    ascending = sorted(classes, key=class_weight.__getitem__)
     for label in ascending:  # background in several bands: the last, largest weight stays
         grown, _, band = classes[label]
         np.copyto(weights[grown], class_weight[label], where=band & (label_map[grown] == 0))

@@ -55,7 +55,7 @@ def stack_voxel_maps(per_sample: list[VoxelMaps]) -> VoxelMaps:
     """(K, ...) maps of B samples -> (B, K, ...); lists of per-scale maps -> a list of per-scale batches."""
     if isinstance(per_sample[0], (list, tuple)):
         return [torch.stack(scale) for scale in zip(*per_sample)]
-    return torch.stack(per_sample)
+    return torch.stack(per_sample)  # type: ignore[arg-type]  # one tensor per sample here
 
 
 class VoxelMapDataLoader(nnUNetDataLoader):
@@ -66,6 +66,7 @@ class VoxelMapDataLoader(nnUNetDataLoader):
         if self.transforms is None:
             raise ValueError(f"VoxelMapDataLoader needs transforms that add '{VOXEL_MAP_KEY}'")
         self.transforms = SetAsideVoxelMaps(self.transforms)
+        self.current_sample: int | None = None  # the batch's sample being loaded, None before the first
         # nnU-Net picks its oversampling rule in __init__ as an instance attribute; wrap whichever it chose
         self.nnunet_do_oversample, self.get_do_oversample = self.get_do_oversample, self.oversample_and_note_sample
 

@@ -85,7 +85,7 @@ def patch_shares(label_map: np.ndarray, weights: np.ndarray, radius: float, spac
 def weight_summary(cases, radii, labels: dict) -> str:
     """Per radius and foreground label: ``patch_shares`` averaged over the patches (2D: slices; 3D: volumes)
     that contain the label, as a Markdown table. ``cases``: ``(label_map, spacing, is_2d)``."""
-    per = {(r, c): [] for r in radii for c in labels}
+    per: dict[tuple, list[np.ndarray]] = {(r, c): [] for r in radii for c in labels}
     for label_map, spacing, is_2d in cases:
         patches = [(s, spacing[1:]) for s in label_map] if is_2d else [(label_map, spacing)]
         for patch, patch_spacing in patches:
@@ -117,6 +117,7 @@ def montage(image: np.ndarray, label_map: np.ndarray, weights: dict, title: str,
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.cm import ScalarMappable
     from matplotlib.colors import LogNorm
 
     positive = [w[w > 0] for w in weights.values()]
@@ -129,16 +130,15 @@ def montage(image: np.ndarray, label_map: np.ndarray, weights: dict, title: str,
     axes[0].set_title(title, fontsize=9)
     axes[1].imshow(label_map, cmap="viridis", interpolation="nearest")
     axes[1].set_title(f"label map (labels {', '.join(map(str, np.unique(label_map)))})", fontsize=9)
-    shown = None
     for ax, (radius, weight) in zip(axes[2:], weights.items()):
-        shown = ax.imshow(np.where(weight > 0, weight, np.nan), cmap="magma", norm=norm, interpolation="nearest")
+        ax.imshow(np.where(weight > 0, weight, np.nan), cmap="magma", norm=norm, interpolation="nearest")
         ax.contour(label_map > 0, levels=[0.5], colors="cyan", linewidths=0.6)
         name = "balanced CE (R = 0)" if radius == 0 else f"DBCE, R = {radius:g}"
         values = " / ".join(f"{v:.2f}" for v in np.unique(weight))
         ax.set_title(f"{name}\nweights {values}", fontsize=9)
     for ax in axes:
         ax.set_axis_off()
-    figure.colorbar(shown, ax=axes[2:], shrink=0.8, label="voxel weight (log scale)")
+    figure.colorbar(ScalarMappable(norm, "magma"), ax=axes[2:], shrink=0.8, label="voxel weight (log scale)")
     figure.savefig(path, dpi=110)
     plt.close(figure)
 

@@ -17,10 +17,10 @@ def paired_comparison(values: Sequence[float], baseline: Sequence[float], seed: 
     """
     from scipy.stats import wilcoxon
 
-    values, baseline = np.asarray(values, dtype=float), np.asarray(baseline, dtype=float)
-    if values.shape != baseline.shape:
-        raise ValueError(f"paired values need the same length, got {values.shape} and {baseline.shape}")
-    differences = (values - baseline)[~(np.isnan(values) | np.isnan(baseline))]
+    ours, theirs = np.asarray(values, dtype=float), np.asarray(baseline, dtype=float)
+    if ours.shape != theirs.shape:
+        raise ValueError(f"paired values need the same length, got {ours.shape} and {theirs.shape}")
+    differences = (ours - theirs)[~(np.isnan(ours) | np.isnan(theirs))]
     n = differences.size
     if n == 0:
         return {"n": 0, "median_difference": math.nan, "ci_low": math.nan, "ci_high": math.nan, "p": math.nan}
@@ -33,12 +33,12 @@ def paired_comparison(values: Sequence[float], baseline: Sequence[float], seed: 
 
 def holm(p_values: Sequence[float]) -> list:
     """Holm-Bonferroni adjusted p-values (same order; NaN stays NaN and does not count as a test)."""
-    p_values = np.asarray(p_values, dtype=float)
-    tested = np.flatnonzero(~np.isnan(p_values))
-    adjusted = np.full(p_values.shape, math.nan)
-    order = tested[np.argsort(p_values[tested], kind="stable")]
+    p = np.asarray(p_values, dtype=float)
+    tested = np.flatnonzero(~np.isnan(p))
+    adjusted = np.full(p.shape, math.nan)
+    order = tested[np.argsort(p[tested], kind="stable")]
     running = 0.0
     for rank, index in enumerate(order):
-        running = max(running, min(1.0, (len(order) - rank) * p_values[index]))
+        running = max(running, min(1.0, (len(order) - rank) * p[index]))
         adjusted[index] = running
     return adjusted.tolist()

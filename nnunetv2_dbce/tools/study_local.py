@@ -47,7 +47,7 @@ def local_resources(device: str, jobs: int, gpus: Sequence | None = None, gpus_p
     if augmentation_workers is None:
         from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
         augmentation_workers = get_allowed_n_proc_DA()
-    share = Resources(threads=max(1, (cpus or os.cpu_count()) // jobs),
+    share = Resources(threads=max(1, (cpus or os.cpu_count() or 1) // jobs),
                       augmentation_workers=max(1, augmentation_workers // jobs))
     return [share] * jobs
 
@@ -77,8 +77,10 @@ class LocalScheduler:
         self.poll_seconds = poll_seconds
         self.progress_seconds = progress_seconds
         self.say = say
-        self.running = {}
-        self.durations, self.failed, self.done = [], [], 0
+        self.running: dict[StudyRun, tuple] = {}
+        self.durations: list[float] = []
+        self.failed: list[StudyRun] = []
+        self.done = 0
 
     def run(self) -> list:
         previous = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)

@@ -48,7 +48,8 @@ def paper_baselines(trainer: str) -> tuple:
 def load_records(out: Path):
     """Every record in ``<out>/runs``: rows (one per trainer, fold, case, label) and ``{trainer: {fold: json}}``.
     A metric a record does not hold (recorded before the metric existed) reads as NaN."""
-    rows, runs = [], {}
+    rows: list[dict] = []
+    runs: dict[str, dict[int, dict]] = {}
     for path in sorted((out / "runs").glob("*.csv")):
         meta = json.loads(path.with_suffix(".json").read_text())
         runs.setdefault(meta["trainer"], {})[meta["fold"]] = meta
@@ -192,7 +193,7 @@ def settings_lines(runs: dict, trainers) -> list:
     """One line per trainer whose records hold loss settings: the settings, with their folds if they differ."""
     lines = []
     for trainer in trainers:
-        folds_by_settings = {}
+        folds_by_settings: dict[str, list] = {}
         for fold, meta in sorted(runs[trainer].items()):
             if meta.get("loss_settings"):
                 described = ", ".join(f"{k} {v}" for k, v in meta["loss_settings"].items())
@@ -216,7 +217,7 @@ def provenance_lines(runs: dict) -> tuple:
         lines.append(f"- no provenance (recorded before nnunetv2-dbce kept it): {len(missing)} runs")
     fields = [field for value in described.values() if value for field in value]
     for field in dict.fromkeys(fields):
-        by_value = {}
+        by_value: dict[str, list] = {}
         for (trainer, fold), value in sorted(described.items()):
             if value:
                 by_value.setdefault(str(value.get(field)), []).append(f"{short(trainer)} fold {fold}")
@@ -231,7 +232,7 @@ def provenance_lines(runs: dict) -> tuple:
 def lost_labels(rows, names: dict) -> list:
     """``"<trainer> fold <k>: <label> (Dice 0 on n of m cases)"`` for every run and label whose Dice is 0 on at least
     half of the cases that contain the label (reference volume above 0): the run never learned to predict it."""
-    dice = {}
+    dice: dict[tuple, list] = {}
     for r in rows:
         if r["ref_volume"] > 0:
             dice.setdefault((r["trainer"], r["fold"], r["label"]), []).append(r["Dice"])

@@ -135,7 +135,7 @@ class StudyRun:
             raise UserError(f"{self.trainer} fold {self.fold}: {len(unpredicted)} validation cases of the fold have "
                             f"no prediction in {validation} (e.g. {unpredicted[0]})")
         summary = evaluate_folder(dataset_folder(args.dataset) / "gt_segmentations", validation, dataset_json,
-                                  num_processes=max(1, os.cpu_count()), tolerance=args.nsd_tolerance,
+                                  num_processes=os.cpu_count() or 1, tolerance=args.nsd_tolerance,
                                   progress=False, chill=True)  # the fold's cases, checked above
         path = self.record(".csv")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,7 +186,8 @@ def run_facts(output_folder: Path) -> dict:
     checkpoint = torch.load(output_folder / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     logging = checkpoint["logging"]
     settings = checkpoint["init_args"].get(SETTINGS_KEY)
-    curves = {key: [float(v) for v in logging[key]] for key in ("train_losses", "val_losses", "ema_fg_dice")}
+    curves: dict[str, list] = {key: [float(v) for v in logging[key]]
+                               for key in ("train_losses", "val_losses", "ema_fg_dice")}
     curves["dice_per_class"] = [[float(v) for v in epoch] for epoch in logging["dice_per_class_or_region"]]
     return {"curves": curves, "loss_settings": without_trainer(settings) if settings else None}
 
@@ -227,7 +228,7 @@ def train_and_validate(args: Namespace, trainer_name: str, fold: int) -> None:
     import torch
     from nnunetv2.run.run_training import get_trainer_from_args, maybe_load_checkpoint
     if args.device == "cpu":
-        torch.set_num_threads(args.threads or os.cpu_count())
+        torch.set_num_threads(args.threads or os.cpu_count() or 1)
     if args.seed is not None:
         random.seed(args.seed)
         np.random.seed(args.seed)

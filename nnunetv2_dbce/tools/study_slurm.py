@@ -21,7 +21,7 @@ from nnunetv2_dbce.tools.study_run import Resources, StudyRun
 try:
     import submitit
 except ImportError:  # the optional extra "cluster"
-    submitit = None
+    submitit = None  # type: ignore[assignment]
 
 ACTIVE_STATES = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
                  "RESIZING", "SUSPENDED", "STOPPED", "PREEMPTED", "SIGNALING", "STAGE_OUT")
@@ -36,7 +36,7 @@ def require_submitit():
     return submitit
 
 
-class StudyJob(submitit.helpers.Checkpointable if submitit else object):
+class StudyJob(submitit.helpers.Checkpointable if submitit else object):  # type: ignore[misc]  # optional base
     """What one SLURM job runs: ``run`` trained (unless finished before) and recorded. ``environment``: the
     nnU-Net variables of the submitting shell (data folders, the user's trainer folders)."""
 
@@ -176,7 +176,9 @@ def run_on_slurm(runs: list, args, dataset_json: dict) -> tuple:
 def wait_for(jobs: dict, poll_seconds: float) -> list:
     """Poll the jobs until none is active; print each change of state and the time waited. Returns the runs
     whose job failed or ended without a record (each reported with where to look)."""
-    states, failed, start = {}, [], time.monotonic()
+    states: dict[StudyRun, str] = {}
+    failed: list[StudyRun] = []
+    start = time.monotonic()
     while True:
         changed = False
         for run, job in jobs.items():

@@ -76,7 +76,7 @@ def vessel_centre_lines(rng: np.random.Generator, shape: tuple, depth: int = 4, 
                 for sign in (-1, 1):
                     turn = rng.normal(0, 0.6, ndim)
                     turn -= turn.dot(direction) * direction
-                    turned = direction + sign * turn / max(np.linalg.norm(turn), 1e-6) * rng.uniform(0.5, 1.0)
+                    turned = direction + sign * turn / max(float(np.linalg.norm(turn)), 1e-6) * rng.uniform(0.5, 1.0)
                     branches.append((position, turned / np.linalg.norm(turned), max(0.6, radius * 0.7), level + 1))
     return points
 
@@ -92,7 +92,7 @@ def vessel_case(rng: np.random.Generator, shape: tuple):
             low = np.maximum(np.floor(position - radius - 1).astype(int), 0)
             high = np.minimum(np.ceil(position + radius + 2).astype(int), shape)
             window = tuple(slice(a, b) for a, b in zip(low, high))
-            inside = sum((grid[(axis, *window)] - position[axis]) ** 2 for axis in range(len(shape))) <= radius ** 2
+            inside = sum((grid[axis][window] - position[axis]) ** 2 for axis in range(len(shape))) <= radius ** 2
             label[window][inside] = VESSEL_LABELS["vessel"]
             contrast[window] = np.maximum(contrast[window], inside * (40 + 25 * radius))
     background = 60 + 40 * grid[rng.integers(len(shape))] / shape[0]

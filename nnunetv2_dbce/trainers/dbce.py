@@ -71,7 +71,7 @@ class nnUNetTrainerDBCE(CheckpointedLossSettings, nnUNetTrainerVoxelMap):
                 f"finest axis{derivation}, spacing {list(self.configuration_manager.spacing)}"]
 
     def get_voxel_map_function(self) -> DBCEWeightMap:
-        return DBCEWeightMap(self.dilation_radius, self.label_manager.ignore_label)
+        return DBCEWeightMap(check_radius(self.dilation_radius), self.label_manager.ignore_label)
 
     def build_voxel_map_loss(self):
         """DBCE over labels, or over region channels (sigmoid outputs) for region-based datasets."""

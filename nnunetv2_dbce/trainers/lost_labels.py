@@ -14,7 +14,7 @@ def warm_up_epochs(num_epochs: int) -> int:
 def label_emas(history: Sequence[Sequence[float]]) -> list:
     """Per epoch, each label's exponential moving average of nnU-Net's per-label pseudo Dice, as nnU-Net averages its
     mean (``0.9 * previous + 0.1 * new``); an epoch where a label's Dice is NaN (absent) keeps the previous value."""
-    emas = []
+    emas: list[list[float]] = []
     for dice in history:
         if not emas:
             emas.append([float(d) for d in dice])

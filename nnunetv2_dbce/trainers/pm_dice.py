@@ -1,8 +1,9 @@
 """nnU-Net trainers with PM Dice: alone, with CE (nnU-Net's 1:1 weighting) and with DBCE."""
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from torch import nn
 
 from nnunetv2_dbce.losses.compound import DiceAndDBCELoss
-from nnunetv2_dbce.losses.pm_dice import PMDiceLoss, check_gamma
+from nnunetv2_dbce.losses.pm_dice import Gamma, PMDiceLoss, check_gamma
 from nnunetv2_dbce.losses.pm_dice_ce import PMDiceCELoss
 from nnunetv2_dbce.trainers.dbce import nnUNetTrainerDBCE
 from nnunetv2_dbce.trainers.deep_supervision import with_innermost
@@ -17,7 +18,7 @@ class PMDiceGamma(CheckpointedLossSettings):
     the checkpoints; ``build_pm_dice`` makes the PM Dice with nnU-Net's own Dice settings. Default gamma 1: the
     value the study in docs/results.md supports (gamma 2, the focal-loss convention, trained worse)."""
 
-    pm_dice_gamma = 1.0
+    pm_dice_gamma: Gamma = 1.0
 
     def validate_loss_settings(self) -> None:
         super().validate_loss_settings()
@@ -27,9 +28,9 @@ class PMDiceGamma(CheckpointedLossSettings):
         return {**super().loss_settings(), "pm_dice_gamma": self.pm_dice_gamma}
 
     def describe_loss_settings(self) -> list:
-        return [*super().describe_loss_settings(), f"PM Dice: gamma {list(self.pm_dice_gamma)}"]
+        return [*super().describe_loss_settings(), f"PM Dice: gamma {list(check_gamma(self.pm_dice_gamma))}"]
 
-    def build_pm_dice(self) -> PMDiceLoss:
+    def build_pm_dice(self) -> nn.Module:
         """PM Dice with the settings nnU-Net's ``_build_loss`` gives its soft Dice (``nnunet_soft_dice``)."""
         return nnunet_soft_dice(self, PMDiceLoss, gamma=self.pm_dice_gamma)
 

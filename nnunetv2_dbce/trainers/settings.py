@@ -5,7 +5,14 @@ class attribute would silently take the class's current value on ``nnUNetv2_trai
 settings are therefore recorded in the trainer's ``my_init_kwargs``, which nnU-Net saves in every
 checkpoint (``init_args``) and restores in ``load_checkpoint``, and compared there.
 """
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:  # the mixin's methods use and extend nnU-Net's trainer
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer as TrainerBase
+else:
+    TrainerBase = object
 
 SETTINGS_KEY = "nnunetv2_dbce_loss_settings"
 
@@ -15,7 +22,7 @@ def without_trainer(settings: dict) -> dict:
     return {name: value for name, value in settings.items() if name != "trainer"}
 
 
-class CheckpointedLossSettings:
+class CheckpointedLossSettings(TrainerBase):
     """Mixin for the package's trainers with loss settings. When the trainer is built the settings are
     checked (``validate_loss_settings``, before any training) and recorded once in ``my_init_kwargs``, so
     every checkpoint holds ``loss_settings()``; on loading, a checkpoint of the same trainer brings back the

@@ -1,5 +1,7 @@
 """nnU-Net's own loss terms built as ``nnUNetTrainer._build_loss`` (2.8) builds them, through their public
 constructors, for trainers that add to them or swap one term."""
+from typing import cast
+
 import torch
 from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss, DC_and_CE_loss
 from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
@@ -14,7 +16,7 @@ def nnunet_soft_dice(trainer, dice_class: type = MemoryEfficientSoftDiceLoss, **
     (e.g. PM Dice's ``gamma``)."""
     dice = dice_class(apply_nonlin=torch.sigmoid if trainer.label_manager.has_regions else softmax_helper_dim1,
                       **nnunet_dice_settings(trainer), **extra)
-    return torch.compile(dice) if trainer._do_i_compile() else dice
+    return cast(nn.Module, torch.compile(dice)) if trainer._do_i_compile() else dice
 
 
 def nnunet_dice_settings(trainer) -> dict:

@@ -37,8 +37,9 @@ class nnUNetTrainerVoxelMap(LostLabelWarning, nnUNetTrainer):
     fails stops training in the main process with the case and the worker's traceback.
     """
 
-    voxel_map_function: Callable = None
+    voxel_map_function: Callable = None  # type: ignore[assignment]  # each subclass sets it (checked when built)
     voxel_map_is_continuous: bool = False
+    loss: Callable  # nnU-Net builds it in initialize(); bound to the batch's maps for one step below
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -103,7 +104,7 @@ class nnUNetTrainerVoxelMap(LostLabelWarning, nnUNetTrainer):
         voxel_maps = batch[VOXEL_MAP_KEY]
         voxel_maps = [m.to(self.device, non_blocking=True) for m in voxel_maps] if isinstance(voxel_maps, list) \
             else voxel_maps.to(self.device, non_blocking=True)
-        loss = self.loss
+        loss: Callable = self.loss
         self.loss = lambda output, target: loss(output, target, voxel_maps)
         try:
             yield

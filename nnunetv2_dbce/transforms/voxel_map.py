@@ -6,6 +6,7 @@ import pickle
 import sys
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,8 +47,9 @@ def average_to(voxel_map: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     (adaptive average pooling; for nnU-Net's factor-2 scales, the mean of each 2x2(x2) block)."""
     if tuple(voxel_map.shape[1:]) == tuple(shape):
         return voxel_map
-    pool = adaptive_avg_pool2d if voxel_map.ndim == 3 else adaptive_avg_pool3d
-    return pool(voxel_map, tuple(shape))
+    if voxel_map.ndim == 3:
+        return adaptive_avg_pool2d(voxel_map, (shape[0], shape[1]))
+    return adaptive_avg_pool3d(voxel_map, (shape[0], shape[1], shape[2]))
 
 
 class PicklableByFile:
@@ -81,6 +83,8 @@ def load_function(path: str, module_name: str, qualified_name: str) -> Picklable
     module = sys.modules.get(module_name)
     if module is None or getattr(module, "__file__", None) != path:
         spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot import {path} as a Python module")
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
         folder = os.path.dirname(path)
@@ -89,7 +93,7 @@ def load_function(path: str, module_name: str, qualified_name: str) -> Picklable
             spec.loader.exec_module(module)
         finally:
             sys.path.remove(folder)
-    function = module
+    function: Any = module
     for name in qualified_name.split("."):
         function = getattr(function, name)
     return PicklableByFile(function)
@@ -136,13 +140,13 @@ class VoxelMapTransform(BasicTransform):
                 raise ValueError(f"the segmentation holds label {labels.max()}, but the dataset's labels go up to "
                                  f"{self.max_label}")
         spacing = self.spacing if self.spacing is not None else (1.0,) * len(spatial)
-        voxel_map = np.asarray(self.map_function(labels, spacing), dtype=np.float32)
-        if voxel_map.shape == spatial:
-            voxel_map = voxel_map[None]
-        if voxel_map.ndim != len(spatial) + 1 or voxel_map.shape[1:] != spatial:
-            raise ValueError(f"the voxel map function returned shape {voxel_map.shape} for a patch of shape {spatial}: "
+        computed = np.asarray(self.map_function(labels, spacing), dtype=np.float32)
+        if computed.shape == spatial:
+            computed = computed[None]
+        if computed.ndim != len(spatial) + 1 or computed.shape[1:] != spatial:
+            raise ValueError(f"the voxel map function returned shape {computed.shape} for a patch of shape {spatial}: "
                              f"expected {spatial} or (K, {', '.join(map(str, spatial))})")
-        voxel_map = torch.from_numpy(voxel_map)
+        voxel_map = torch.from_numpy(computed)
         resample = average_to if self.continuous else sample_like_segmentation
         data_dict[VOXEL_MAP_KEY] = [resample(voxel_map, s.shape[1:]) for s in segmentation] if per_scale \
             else voxel_map
