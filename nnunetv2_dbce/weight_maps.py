@@ -188,10 +188,13 @@ def dilated_balanced_weights(label_map, radius, spacing: Sequence[float] | None 
         ValueError, TypeError: a radius that is negative, NaN, infinite or not a number; a label map that is not
             2D or 3D integer labels, or a spacing that is not one positive value per axis.
 
-    Example::
+    Example (a 4x4 square: it and its 3-pixel band, 80 pixels in all, share one weight, 4096 / (2 x 80))::
 
-        label_map = np.zeros((64, 64), np.int16); label_map[30:34, 30:34] = 1
-        weights = dilated_balanced_weights(label_map, radius=3)   # the class and a 3-pixel band share one weight
+        >>> label_map = np.zeros((64, 64), np.int16)
+        >>> label_map[30:34, 30:34] = 1
+        >>> weights = dilated_balanced_weights(label_map, radius=3)
+        >>> [round(float(w), 2) for w in np.unique(weights)], int((weights > 1).sum())
+        ([0.51, 25.6], 80)
 
     S. M. Hosseini, M. Soleymani Baghshah, *Dilated Balanced Cross Entropy Loss for Medical Image
     Segmentation*, arXiv:2412.06045, 2024.

@@ -16,10 +16,16 @@ class DiceAndDBCELoss(nn.Module):
     (B, R, ...) region targets, ``RegionDBCELoss``): with ``ignore_index`` set, the target's last channel is
     nnU-Net's ignore mask, left out of both terms, as in nnU-Net's ``DC_and_BCE_loss``.
 
-    Example::
+    Example (with weights 1 everywhere DBCE is plain CE, so the loss is the Dice plus CE)::
 
-        dice = PMDiceLoss(lambda x: torch.softmax(x, 1), gamma=1.0, do_bg=False)
-        value = DiceAndDBCELoss(dice)(logits, target, weights)   # target, weights (B, 1, X, Y[, Z])
+        >>> import torch
+        >>> from nnunetv2_dbce import PMDiceLoss
+        >>> dice = PMDiceLoss(lambda x: torch.softmax(x, 1), gamma=1.0, do_bg=False)
+        >>> logits, target = torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 1, 8, 8))
+        >>> weights = torch.ones(2, 1, 8, 8)  # DBCE weight maps, (B, 1, X, Y[, Z]) like the target
+        >>> ce = torch.nn.functional.cross_entropy(logits, target[:, 0])
+        >>> torch.allclose(DiceAndDBCELoss(dice)(logits, target, weights), dice(logits, target) + ce)
+        True
     """
 
     def __init__(self, dice: nn.Module, ignore_index: int | None = None, weight_dbce: float = 1,

@@ -14,11 +14,15 @@ class DBCELoss(nn.Module):
     Raises:
         ValueError: target or weights not of shape (B, 1, X, Y[, Z]) for logits (B, C, X, Y[, Z]).
 
-    Example::
+    Example (weight maps of R = 3 from the labels; with weights 1 everywhere DBCE is plain CE)::
 
-        target = torch.randint(0, 3, (2, 1, 32, 32))
-        weights = torch.stack([torch.from_numpy(dilated_balanced_weights(t[0].numpy(), 3))[None] for t in target])
-        value = DBCELoss()(torch.randn(2, 3, 32, 32), target, weights)
+        >>> from nnunetv2_dbce.weight_maps import dilated_balanced_weights
+        >>> logits, target = torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 1, 32, 32))
+        >>> weights = torch.stack([torch.from_numpy(dilated_balanced_weights(t[0].numpy(), 3))[None] for t in target])
+        >>> value = DBCELoss()(logits, target, weights)
+        >>> ce = F.cross_entropy(logits, target[:, 0])
+        >>> torch.allclose(DBCELoss()(logits, target, torch.ones_like(weights)), ce)
+        True
 
     S. M. Hosseini, M. Soleymani Baghshah, *Dilated Balanced Cross Entropy Loss for Medical Image
     Segmentation*, arXiv:2412.06045, 2024; BMC Medical Imaging, 2026.
@@ -60,11 +64,15 @@ class RegionDBCELoss(nn.Module):
     Raises:
         ValueError: region target (without the ignore channel) or weights not of the logits' shape.
 
-    Example::
+    Example (per-region weight maps of R = 3; with weights 1 everywhere, plain BCE)::
 
-        regions = torch.randint(0, 2, (2, 2, 32, 32))
-        weights = torch.stack([torch.from_numpy(region_weights(r.numpy(), 3)) for r in regions])
-        value = RegionDBCELoss()(torch.randn(2, 2, 32, 32), regions, weights)
+        >>> from nnunetv2_dbce.weight_maps import region_weights
+        >>> logits, regions = torch.randn(2, 2, 32, 32), torch.randint(0, 2, (2, 2, 32, 32))
+        >>> weights = torch.stack([torch.from_numpy(region_weights(r.numpy(), 3)) for r in regions])
+        >>> value = RegionDBCELoss()(logits, regions, weights)
+        >>> bce = F.binary_cross_entropy_with_logits(logits, regions.float())
+        >>> torch.allclose(RegionDBCELoss()(logits, regions, torch.ones_like(weights)), bce)
+        True
     """
 
     def __init__(self, ignore_channel: bool = False):

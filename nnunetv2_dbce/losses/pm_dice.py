@@ -85,10 +85,16 @@ class PMDiceLoss(nn.Module):
         TypeError, ValueError: ``gamma`` not a number or list of numbers, negative, NaN, or (at the first
             call) a per-class list whose length is not the number of channels.
 
-    Example::
+    Example (gamma 0: the soft Dice, ``1 - 2 sum y p / sum (y^2 + p^2)``)::
 
-        loss = PMDiceLoss(apply_nonlin=lambda x: torch.softmax(x, 1), gamma=2.0)
-        value = loss(torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 1, 32, 32)))
+        >>> logits, target = torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 1, 8, 8))
+        >>> loss = PMDiceLoss(apply_nonlin=lambda x: torch.softmax(x, 1), gamma=2.0)
+        >>> value = loss(logits, target)
+        >>> p, y = torch.softmax(logits, 1)[:, 1:], torch.cat([target == 1, target == 2], 1).float()
+        >>> soft_dice = (2 * (p * y).sum((0, 2, 3)) / (p * p + y * y).sum((0, 2, 3))).mean()
+        >>> gamma_0 = PMDiceLoss(apply_nonlin=lambda x: torch.softmax(x, 1), gamma=0.0, smooth=0)
+        >>> torch.allclose(gamma_0(logits, target), 1 - soft_dice)
+        True
 
     S. M. Hosseini, *Pixel-wise Modulated Dice Loss for Medical Image Segmentation*, arXiv:2506.15744, 2025.
     """

@@ -111,10 +111,14 @@ class PMDiceCELoss(PMDiceLoss):
     :param weight_ce: 0 leaves the CE out (PM Dice alone).
     Other parameters as ``PMDiceLoss`` (without ``apply_nonlin``: always the softmax).
 
-    Example::
+    Example (the same value as PM Dice plus CE, computed apart)::
 
-        loss = PMDiceCELoss(gamma=1.0)
-        value = loss(torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 1, 32, 32)))
+        >>> from nnunetv2_dbce import PMDiceLoss
+        >>> logits, target = torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 1, 8, 8))
+        >>> pm_dice = PMDiceLoss(lambda x: torch.softmax(x, 1), gamma=1.0)
+        >>> ce = torch.nn.functional.cross_entropy(logits, target[:, 0])
+        >>> torch.allclose(PMDiceCELoss(gamma=1.0)(logits, target), pm_dice(logits, target) + ce)
+        True
     """
 
     def __init__(self, gamma: Gamma = 1.0, batch_dice: bool = True, do_bg: bool = False, smooth: float = 1e-5,

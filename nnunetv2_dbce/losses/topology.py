@@ -22,10 +22,16 @@ class SkeletonRecallLoss(nn.Module):
     per region; ``p`` the softmax probabilities of those classes (sigmoid for regions). Voxels with
     ``ignore_index`` (regions: the ignore channel) are left out. A batch without any skeleton gives 0.
 
-    Example::
+    Example (a bar: a confident right prediction recalls its whole skeleton, the opposite none of it)::
 
-        skeletons = torch.stack([torch.from_numpy(tubed_skeletons(t[0].numpy(), [1, 2])) for t in target])
-        value = SkeletonRecallLoss(lambda x: torch.softmax(x, 1))(logits, target, skeletons)
+        >>> from nnunetv2_dbce.voxel_maps import tubed_skeletons
+        >>> target = torch.zeros(1, 1, 16, 16, dtype=torch.long)
+        >>> target[0, 0, 7:9, 2:14] = 1
+        >>> skeletons = torch.stack([torch.from_numpy(tubed_skeletons(t[0].numpy(), [1])) for t in target])
+        >>> right = 20 * torch.cat([target == 0, target == 1], 1).float()
+        >>> loss = SkeletonRecallLoss(lambda x: torch.softmax(x, 1))
+        >>> round(loss(right, target, skeletons).item(), 4), round(loss(-right, target, skeletons).item(), 4)
+        (0.0, 1.0)
 
     M. Kirchhoff, Y. Kirchhoff et al., *Skeleton Recall Loss for Connectivity Conserving and Resource Efficient
     Segmentation of Thin Tubular Structures*, ECCV 2024, arXiv:2404.03010.
