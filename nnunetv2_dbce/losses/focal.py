@@ -4,6 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nnunetv2_dbce.losses.precision import at_least_fp32
+
 
 class FocalLoss(nn.Module):
     """Softmax focal loss: mean over voxels of ``-(1 - p_t)^gamma * log(p_t)``, ``p_t`` the probability of the
@@ -28,7 +30,7 @@ class FocalLoss(nn.Module):
         labels = target[:, 0].long()
         annotated = torch.ones_like(labels, dtype=torch.bool) if self.ignore_index is None \
             else labels != self.ignore_index
-        log_p = F.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), 1)
+        log_p = F.log_softmax(at_least_fp32(logits), 1)
         log_pt = log_p.gather(1, torch.where(annotated, labels, 0)[:, None])[:, 0]
         focal = -(1 - log_pt.exp()).pow(self.gamma) * log_pt
         return (focal * annotated).sum() / annotated.sum().clamp_min(1)
@@ -58,7 +60,7 @@ class FocalTverskyLoss(nn.Module):
         labels = target[:, 0].long()
         annotated = torch.ones_like(labels, dtype=torch.bool) if self.ignore_index is None \
             else labels != self.ignore_index
-        p = torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), 1)
+        p = torch.softmax(at_least_fp32(logits), 1)
         p = p * annotated[:, None]
         y = F.one_hot(torch.where(annotated, labels, 0), logits.shape[1]).movedim(-1, 1).to(p.dtype)
         y = y * annotated[:, None]

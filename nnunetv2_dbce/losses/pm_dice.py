@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from nnunetv2_dbce.losses.ddp import sum_over_processes
+from nnunetv2_dbce.losses.precision import accumulation_dtype
 
 Gamma = float | Sequence[float]
 
@@ -114,7 +115,7 @@ class PMDiceLoss(nn.Module):
         if len(self.gamma) == 1:
             return self.gamma[0]
         check_gamma(self.gamma, x.shape[1])
-        return torch.tensor(self.gamma, device=x.device, dtype=torch.promote_types(x.dtype, torch.float32)) \
+        return torch.tensor(self.gamma, device=x.device, dtype=accumulation_dtype(x.dtype)) \
             .view(1, x.shape[1], *([1] * (x.ndim - 2)))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, loss_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -130,7 +131,7 @@ class PMDiceLoss(nn.Module):
         with torch.no_grad():
             if y.ndim == x.ndim - 1:
                 y = y[:, None]
-            accumulate = torch.promote_types(x.dtype, torch.float32)
+            accumulate = accumulation_dtype(x.dtype)
             binary_target = y.shape != x.shape
             if binary_target:
                 y_onehot = torch.zeros(x.shape, device=x.device, dtype=accumulate)

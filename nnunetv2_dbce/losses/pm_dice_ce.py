@@ -3,6 +3,7 @@
 import torch
 
 from nnunetv2_dbce.losses.pm_dice import Gamma, PMDiceLoss
+from nnunetv2_dbce.losses.precision import accumulation_dtype, at_least_fp32
 
 
 def _flat(tensor: torch.Tensor) -> torch.Tensor:
@@ -51,7 +52,7 @@ class SoftmaxPMDiceCESums(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, labels, loss_mask, ce_weights, with_ce, gamma):
         # fp16/bf16 logits (autocast): every sum in fp32; no op here is one autocast lowers
-        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        logits = at_least_fp32(logits)
         p = torch.softmax(logits, 1)
         p_gamma2 = _power(p, gamma + 2)
         gamma_label = gamma if isinstance(gamma, float) else gamma[0, :, 0][labels]
@@ -142,7 +143,7 @@ class PMDiceCELoss(PMDiceLoss):
                              f"shape {expected} for logits of shape {tuple(logits.shape)}, got {tuple(target.shape)}"
                              f"{'' if weights is None else f' and {tuple(weights.shape)}'}")
         gamma = self._gamma_tensor(_flat(logits))
-        accumulate = torch.promote_types(logits.dtype, torch.float32)
+        accumulate = accumulation_dtype(logits.dtype)
         labels = _flat(target).long()
         loss_mask: torch.Tensor | None = None
         if self.ignore_index is not None:

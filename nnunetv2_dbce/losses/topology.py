@@ -5,6 +5,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from nnunetv2_dbce.losses.precision import at_least_fp32
+
 
 def loss_mask(target: torch.Tensor, ignore_index: int | None, regions: bool) -> torch.Tensor | None:
     """(B, 1, ...) True where a voxel counts, as nnU-Net masks its Dice: labels other than ``ignore_index``; for
@@ -47,7 +49,7 @@ class SkeletonRecallLoss(nn.Module):
         self.regions, self.ignore_index = regions, ignore_index
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, skeletons: torch.Tensor) -> torch.Tensor:
-        probabilities = self.apply_nonlin(logits.to(torch.promote_types(logits.dtype, torch.float32)))
+        probabilities = self.apply_nonlin(at_least_fp32(logits))
         if not self.regions:
             probabilities = probabilities[:, 1:]
         if skeletons.shape != probabilities.shape:
