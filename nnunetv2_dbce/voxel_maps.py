@@ -9,7 +9,7 @@ import edt
 import numpy as np
 from scipy import ndimage
 
-from nnunetv2_dbce.weight_maps import as_label_map, dilated_balanced_weights, grown_box, mask_box
+from nnunetv2_dbce.weight_maps import as_label_map, axis_scale, dilated_balanced_weights, grown_box, mask_box
 
 
 def signed_distance_maps(label_map: np.ndarray, num_classes: int, spacing: Sequence[float]) -> np.ndarray:
@@ -66,7 +66,7 @@ def unet_border_weights(label_map: np.ndarray, spacing: Sequence[float] | None =
     MICCAI 2015 (w0 = 10, sigma = 5 pixels).
     """
     label_map = as_label_map(label_map, ignore_label)
-    scale = np.ones(label_map.ndim) if spacing is None else np.asarray(spacing, float) / min(spacing)
+    scale = axis_scale(spacing, label_map.ndim)
     weights = dilated_balanced_weights(label_map, 0, spacing, ignore_label)
     foreground = label_map > 0
     if ignore_label is not None:

@@ -2,8 +2,10 @@
 from the label (``nnunetv2_dbce.voxel_maps``). Plain torch."""
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from nnunetv2_dbce.losses.dbce import DBCELoss
+from nnunetv2_dbce.losses.precision import at_least_fp32
 
 
 def annotated_mask(target: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
@@ -32,7 +34,7 @@ class BoundaryLoss(nn.Module):
         if distance_maps.shape[1] != logits.shape[1] - 1 or distance_maps.shape[2:] != logits.shape[2:]:
             raise ValueError(f"BoundaryLoss expects (B, {logits.shape[1] - 1}, ...) distance maps for logits of shape "
                              f"{tuple(logits.shape)}, got {tuple(distance_maps.shape)}")
-        probabilities = torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), 1)[:, 1:]
+        probabilities = torch.softmax(at_least_fp32(logits), 1)[:, 1:]
         kept = annotated_mask(target, self.ignore_index)
         terms = probabilities * distance_maps.to(probabilities.dtype) * kept
         return terms.sum() / (kept.sum() * distance_maps.shape[1]).clamp_min(1)
@@ -52,19 +54,11 @@ class RegionAndBoundaryLoss(nn.Module):
         return self.region(logits, target) + self.alpha * self.boundary(logits, target, distance_maps)
 
 
-class BorderWeightedCELoss(nn.Module):
+class BorderWeightedCELoss(DBCELoss):
     """``mean_voxels w * CE``: the U-Net's weighted cross entropy (Ronneberger et al. 2015, the energy
-    ``sum_x w(x) log p(x)`` as a mean over the annotated voxels), ``w`` the border weight map."""
+    ``sum_x w(x) log p(x)`` as a mean over the annotated voxels), ``w`` the border weight map (B, 1, ...). The
+    weighted CE of ``DBCELoss``, divided by the number of annotated voxels instead of the sum of the weights."""
 
-    def __init__(self, ignore_index: int | None = None):
-        super().__init__()
-        self.ignore_index = ignore_index
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """logits (B, C, ...), integer labels and weights (B, 1, ...); returns a scalar."""
-        labels = target[:, 0].long()
-        ignore_index = -100 if self.ignore_index is None else self.ignore_index
-        cross_entropy = F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)), labels,
-                                        reduction="none", ignore_index=ignore_index)
-        kept = annotated_mask(target, self.ignore_index)[:, 0]
-        return (weights[:, 0].to(cross_entropy.dtype) * cross_entropy * kept).sum() / kept.sum().clamp_min(1)
+    def normaliser(self, weights: torch.Tensor, annotated: torch.Tensor | None) -> torch.Tensor:
+        count = weights.numel() if annotated is None else annotated.sum()
+        return torch.as_tensor(count, dtype=weights.dtype, device=weights.device).clamp_min(1)

@@ -4,6 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nnunetv2_dbce.losses.precision import at_least_fp32
+
 
 class DBCELoss(nn.Module):
     """``sum(w * CE) / sum(w)`` over every voxel of the batch, voxels with ``ignore_index`` left out.
@@ -41,17 +43,22 @@ class DBCELoss(nn.Module):
         """
         expected = (logits.shape[0], 1, *logits.shape[2:])
         if tuple(target.shape) != expected or tuple(weights.shape) != expected:
-            raise ValueError(f"DBCELoss expects target and weights of shape {expected} for logits of shape "
-                             f"{tuple(logits.shape)}, got {tuple(target.shape)} and {tuple(weights.shape)}")
+            raise ValueError(f"{type(self).__name__} expects target and weights of shape {expected} for logits of "
+                             f"shape {tuple(logits.shape)}, got {tuple(target.shape)} and {tuple(weights.shape)}")
         labels = target[:, 0].long()
         ignore_index = -100 if self.ignore_index is None else self.ignore_index
         # fp16 logits: CE in fp32, as autocast does for cross_entropy, and sums that cannot overflow
-        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-        cross_entropy = F.cross_entropy(logits, labels, reduction="none", ignore_index=ignore_index)
+        cross_entropy = F.cross_entropy(at_least_fp32(logits), labels, reduction="none", ignore_index=ignore_index)
         weights = weights[:, 0].to(cross_entropy.dtype)
-        if self.ignore_index is not None:
-            weights = weights * (labels != self.ignore_index)
-        return (weights * cross_entropy).sum() / weights.sum().clamp_min(torch.finfo(weights.dtype).tiny)
+        annotated = None if self.ignore_index is None else labels != self.ignore_index
+        if annotated is not None:
+            weights = weights * annotated
+        return (weights * cross_entropy).sum() / self.normaliser(weights, annotated)
+
+    def normaliser(self, weights: torch.Tensor, annotated: torch.Tensor | None) -> torch.Tensor:
+        """What the weighted CE sum is divided by: DBCE's ``sum_i w_i`` over the annotated voxels (which
+        ``weights`` (B, X, Y[, Z]) already holds at 0 elsewhere; ``annotated``: None when every voxel is)."""
+        return weights.sum().clamp_min(torch.finfo(weights.dtype).tiny)
 
 
 class RegionDBCELoss(nn.Module):
@@ -91,7 +98,7 @@ class RegionDBCELoss(nn.Module):
             raise ValueError(f"RegionDBCELoss expects region targets and weights of shape {tuple(logits.shape)}"
                              f"{' (+1 ignore channel in the target)' if self.ignore_channel else ''}, got "
                              f"{tuple(target.shape)} and {tuple(weights.shape)}")
-        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        logits = at_least_fp32(logits)
         bce = F.binary_cross_entropy_with_logits(logits, regions.to(logits.dtype), reduction="none")
         weights = weights.to(bce.dtype)
         if self.ignore_channel:
