@@ -10,11 +10,15 @@ This runs in every Python process of the environment: it must stay cheap and mus
 import os
 import sys
 
+TYPE_CHECKING = False  # importing typing would slow every interpreter start-up; type checkers read this as True
+if TYPE_CHECKING:
+    from typing import TextIO
+
 ENV_VAR = "nnUNet_extTrainer"
 SWITCH = "nnUNetv2_dbce_autoload"  # set to 0 to turn the hook off (stock nnU-Net behaviour)
 
 
-def trainer_folder():
+def trainer_folder() -> "str | None":
     """Folder holding the shim module that re-exports our trainers, or None if the package is missing."""
     package = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nnunetv2_dbce")
     if not os.path.isdir(package):  # editable install: the package stays in the source tree
@@ -27,7 +31,7 @@ def trainer_folder():
     return folder if os.path.isdir(folder) else None
 
 
-def register(environ=os.environ, stderr=None):
+def register(environ: "os._Environ[str] | dict[str, str]" = os.environ, stderr: "TextIO | None" = None) -> None:
     """Append our trainer folder to ``environ[nnUNet_extTrainer]`` unless it is already listed or the hook is
     switched off (``nnUNetv2_dbce_autoload=0``). A value that is neither on nor off is said on ``stderr``, once per
     process, and the hook stays on."""

@@ -34,7 +34,7 @@ __all__ = ["BorderWeightedCELoss", "BoundaryLoss", "ClDiceLoss", "DBCELoss", "Di
            "dilated_balanced_weights", "nnUNetTrainerVoxelMap", "region_weights"]
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> object:
     if name in _LAZY:
         value = getattr(import_module(_LAZY[name]), name)
         globals()[name] = value

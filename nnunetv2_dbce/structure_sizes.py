@@ -6,7 +6,7 @@ configuration sees it: in the configuration's preprocessed label maps, slice by 
 disk (2D) or ball (3D) of the same physical area or volume, in voxels of the finest axis, the unit of the
 dilation radius.
 """
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -38,7 +38,8 @@ def equivalent_radii(mask: np.ndarray, spacing: Sequence[float] | None = None) -
     return np.cbrt(3 * size / (4 * np.pi))
 
 
-def structure_radii(label_maps, classes: Sequence, spacing: Sequence[float], slices: bool) -> list:
+def structure_radii(label_maps: Iterable[np.ndarray], classes: Sequence, spacing: Sequence[float],
+                    slices: bool) -> list:
     """Equivalent radii of the structures of each class over ``label_maps``, as the configuration sees them.
 
     label_maps: iterable of label maps (Z, Y, X) or (Y, X), preprocessed (channel axis removed); a class is a

@@ -26,7 +26,7 @@ from scipy import ndimage
 BALL_TOLERANCE = 1e-5
 
 
-def check_radius(radius) -> float:
+def check_radius(radius: float | None) -> float:
     """Return ``radius`` as a float, or raise for a non-numeric, negative, NaN or infinite radius."""
     if isinstance(radius, bool) or not isinstance(radius, (Real, np.integer, np.floating)):
         raise TypeError(f"dilation radius must be a number of voxels, got {radius!r} ({type(radius).__name__})")
@@ -47,7 +47,7 @@ def axis_scale(spacing: Sequence[float] | None, ndim: int) -> np.ndarray:
     return sizes / sizes.min()
 
 
-def as_label_map(label_map, ignore_label: int | None = None) -> np.ndarray:
+def as_label_map(label_map: np.ndarray, ignore_label: int | None = None) -> np.ndarray:
     """Validate a 2D/3D map of non-negative integer labels (float maps must hold whole numbers)."""
     label_map = np.asarray(label_map)
     if label_map.ndim not in (2, 3):
@@ -171,7 +171,7 @@ def dilate(mask: np.ndarray, radius: float, scale: np.ndarray) -> np.ndarray:
     return dilate_with_distance_transform(mask, radius, scale)
 
 
-def dilated_balanced_weights(label_map, radius, spacing: Sequence[float] | None = None,
+def dilated_balanced_weights(label_map: np.ndarray, radius: float, spacing: Sequence[float] | None = None,
                              ignore_label: int | None = None) -> np.ndarray:
     """DBCE weight map of one patch.
 

@@ -1,4 +1,6 @@
 """All-gather with gradient, for batch sums that must span every process of a DDP job."""
+from typing import Any
+
 import torch
 from torch import distributed as dist
 
@@ -9,13 +11,13 @@ class AllGatherWithGrad(torch.autograd.Function):
     sums, so each input's gradient is the sum of its gradients in all those copies)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
         gathered = [torch.empty_like(x) for _ in range(dist.get_world_size())]
         dist.all_gather(gathered, x.contiguous())
         return torch.stack(gathered)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
         grad = grad.contiguous()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
         return grad[dist.get_rank()]

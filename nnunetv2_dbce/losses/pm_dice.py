@@ -2,6 +2,7 @@
 import math
 from collections.abc import Callable, Sequence
 from numbers import Real
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,7 +29,8 @@ def check_gamma(gamma: Gamma, num_classes: int | None = None) -> tuple:
     return tuple(float(v) for v in values)
 
 
-def modulation(p: torch.Tensor, y: torch.Tensor, gamma, loss_mask: torch.Tensor | None) -> torch.Tensor:
+def modulation(p: torch.Tensor, y: torch.Tensor, gamma: float | torch.Tensor,
+               loss_mask: torch.Tensor | None) -> torch.Tensor:
     """``|y - p|^gamma`` (times the loss mask), computed without a graph: the modulation is a constant."""
     with torch.no_grad():
         m = y - p
@@ -46,7 +48,8 @@ class ModulatedDiceSums(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, p, y, loss_mask, gamma, binary_target):
+    def forward(ctx: Any, p: torch.Tensor, y: torch.Tensor, loss_mask: torch.Tensor | None,
+                gamma: float | torch.Tensor, binary_target: bool) -> tuple[torch.Tensor, torch.Tensor]:
         axes = tuple(range(2, p.ndim))
         p_sums = p.to(y.dtype)  # fp16 inputs: sums in the target's fp32
         m = modulation(p_sums, y, gamma, loss_mask)
@@ -59,7 +62,7 @@ class ModulatedDiceSums(torch.autograd.Function):
         return intersect, sum_m_y2 + sum_m_p2
 
     @staticmethod
-    def backward(ctx, grad_intersect, grad_denominator):
+    def backward(ctx: Any, grad_intersect: torch.Tensor, grad_denominator: torch.Tensor) -> tuple:
         p, y, loss_mask = ctx.saved_tensors
         p_sums = p.to(y.dtype)
         spatial = (1,) * (p.ndim - 2)

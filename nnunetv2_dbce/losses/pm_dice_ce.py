@@ -1,4 +1,5 @@
 """PM Dice + CE (or DBCE) on a label map from one softmax, as cheap as nnU-Net's Dice+CE. Plain torch."""
+from typing import Any
 
 import torch
 
@@ -11,7 +12,7 @@ def _flat(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.reshape(*tensor.shape[:2], -1)
 
 
-def _power(p: torch.Tensor, exponent) -> torch.Tensor:
+def _power(p: torch.Tensor, exponent: float | torch.Tensor) -> torch.Tensor:
     """``p^exponent`` for an exponent >= 2 (a float or a broadcastable tensor): products for 2, 3 and 4, else
     ``exp(exponent log p)`` (on the CPU ``pow`` with another exponent costs twice as much)."""
     if isinstance(exponent, float) and exponent in (2, 3, 4):
@@ -50,7 +51,9 @@ class SoftmaxPMDiceCESums(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, logits, labels, loss_mask, ce_weights, with_ce, gamma):
+    def forward(ctx: Any, logits: torch.Tensor, labels: torch.Tensor, loss_mask: torch.Tensor | None,
+                ce_weights: torch.Tensor | None, with_ce: bool,
+                gamma: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # fp16/bf16 logits (autocast): every sum in fp32; no op here is one autocast lowers
         logits = at_least_fp32(logits)
         p = torch.softmax(logits, 1)
@@ -82,7 +85,8 @@ class SoftmaxPMDiceCESums(torch.autograd.Function):
         return intersect, denominator, ce
 
     @staticmethod
-    def backward(ctx, grad_intersect, grad_denominator, grad_ce):
+    def backward(ctx: Any, grad_intersect: torch.Tensor, grad_denominator: torch.Tensor,
+                 grad_ce: torch.Tensor) -> tuple:
         p, p_gamma2, labels, label_intersect, label_correction, ce_weights = ctx.saved_tensors
         labels = labels.long()
         index = labels[:, 0]

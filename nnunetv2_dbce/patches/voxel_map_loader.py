@@ -19,14 +19,17 @@ nnU-Net's loop was at: it asks ``get_do_oversample(j)`` first for every sample `
 import importlib
 import pickle
 import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 
 from nnunetv2_dbce.transforms.voxel_map import VOXEL_MAP_KEY
 
-nnunet_trainer_module = importlib.import_module("nnunetv2.training.nnUNetTrainer.nnUNetTrainer")
+nnunet_trainer_module: Any = importlib.import_module(  # its global nnUNetDataLoader is swapped below
+    "nnunetv2.training.nnUNetTrainer.nnUNetTrainer")
 VoxelMaps = torch.Tensor | list[torch.Tensor]
 FAILED_KEY = "failed"
 FAILED_ERROR_KEY = "failed_error"
@@ -35,11 +38,11 @@ FAILED_ERROR_KEY = "failed_error"
 class SetAsideVoxelMaps:
     """Calls the wrapped transforms and moves each sample's ``voxel_map`` out of the returned dict."""
 
-    def __init__(self, transforms):
+    def __init__(self, transforms: Callable[..., dict]):
         self.transforms = transforms
         self.set_aside: list[VoxelMaps] = []
 
-    def __call__(self, **data_dict) -> dict:
+    def __call__(self, **data_dict: object) -> dict:
         transformed = self.transforms(**data_dict)
         if VOXEL_MAP_KEY not in transformed:
             raise KeyError(f"the training transforms added no '{VOXEL_MAP_KEY}': a VoxelMapTransform must be the last "
@@ -61,7 +64,10 @@ def stack_voxel_maps(per_sample: list[VoxelMaps]) -> VoxelMaps:
 class VoxelMapDataLoader(nnUNetDataLoader):
     """``nnUNetDataLoader`` whose batches also hold ``voxel_map``, aligned with ``target``."""
 
-    def __init__(self, *args, **kwargs):
+    transforms: Any  # nnU-Net's pipeline, wrapped in SetAsideVoxelMaps here
+    get_do_oversample: Callable[[int], bool]  # nnU-Net's instance attribute, wrapped here
+
+    def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         if self.transforms is None:
             raise ValueError(f"VoxelMapDataLoader needs transforms that add '{VOXEL_MAP_KEY}'")
@@ -70,7 +76,7 @@ class VoxelMapDataLoader(nnUNetDataLoader):
         # nnU-Net picks its oversampling rule in __init__ as an instance attribute; wrap whichever it chose
         self.nnunet_do_oversample, self.get_do_oversample = self.get_do_oversample, self.oversample_and_note_sample
 
-    def get_indices(self):
+    def get_indices(self) -> list:
         self.batch_keys = super().get_indices()
         return self.batch_keys
 
@@ -116,7 +122,7 @@ def raise_if_failed(batch: dict) -> None:
 
 
 @contextmanager
-def voxel_map_loader_in_nnunet():
+def voxel_map_loader_in_nnunet() -> Iterator[None]:
     """While active, ``nnUNetTrainer.get_dataloaders`` builds ``VoxelMapDataLoader``, not ``nnUNetDataLoader``."""
     nnunet_trainer_module.nnUNetDataLoader = VoxelMapDataLoader
     try:

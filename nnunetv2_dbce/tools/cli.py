@@ -5,7 +5,7 @@ Library functions raise ``UserError`` (or ``FileNotFoundError``) for what the us
 """
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 
 class UserError(Exception):
@@ -18,7 +18,7 @@ def console_command(prog: str) -> Callable:
     ``<prog>: error: <message>`` on stderr and exit code 1."""
     def wrap(main: Callable) -> Callable:
         @functools.wraps(main)
-        def run(argv=None):
+        def run(argv: Sequence[str] | None = None) -> object:
             try:
                 return main(argv)
             except (UserError, FileNotFoundError) as error:

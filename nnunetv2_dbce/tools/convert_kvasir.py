@@ -13,6 +13,7 @@ nearest) for small-budget training. The source is only read. Then: ``nnUNetv2_pl
 import argparse
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +66,7 @@ def convert(source: Path, raw: Path, dataset_id: int, num_cases: int | None = No
 
 
 @console_command("nnUNetv2_dbce_convert_kvasir")
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="nnUNetv2_dbce_convert_kvasir", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", type=Path, required=True, help="folder with images/ and masks/")

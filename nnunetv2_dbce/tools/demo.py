@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from nnunetv2_dbce.tools.cli import UserError, console_command
@@ -65,7 +66,7 @@ def remove_earlier_demo(out: Path) -> None:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="nnUNetv2_dbce_demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("demo_output"),
@@ -132,7 +133,7 @@ def run_demo(args: argparse.Namespace) -> dict:
 
 
 @console_command("nnUNetv2_dbce_demo")
-def main(argv=None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     """The console command: exit code 0 after a successful demo (the Dice is printed, not returned)."""
     run_demo(parse_args(argv))
 

@@ -27,12 +27,16 @@ import math
 import multiprocessing
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
 from nnunetv2_dbce.tools.cli import UserError, console_command
 from nnunetv2_dbce.tools.surface_metrics import surface_distances
+
+if TYPE_CHECKING:  # nnU-Net is imported where it is used: the command starts fast
+    from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
 
 NSD_TOLERANCE_MM = 1.0
 CASE_METRICS = ("Dice", "IoU", "TP", "FP", "FN", "HD95", "NSD", "ref_volume", "ref_lesions", "detected_lesions",
@@ -87,8 +91,9 @@ def holes(mask: np.ndarray) -> int:
     return count - int(np.count_nonzero(border))
 
 
-def evaluate_case(reference_file: str, prediction_file: str, reader_writer, labels_or_regions: Sequence,
-                  ignore_label: int | None = None, tolerance: float = NSD_TOLERANCE_MM) -> dict:
+def evaluate_case(reference_file: str, prediction_file: str, reader_writer: "BaseReaderWriter",
+                  labels_or_regions: Sequence, ignore_label: int | None = None,
+                  tolerance: float = NSD_TOLERANCE_MM) -> dict:
     """nnU-Net's ``compute_metrics`` of one case, each label's entry extended by the metrics of this module."""
     from nnunetv2.evaluation.evaluate_predictions import (
         compute_metrics,
@@ -115,7 +120,7 @@ def evaluate_case(reference_file: str, prediction_file: str, reader_writer, labe
     return result
 
 
-def _evaluate_case_star(arguments):
+def _evaluate_case_star(arguments: tuple) -> dict:
     return evaluate_case(*arguments)
 
 
@@ -190,7 +195,8 @@ def csv_rows(summary: dict, file_ending: str) -> list:
             for case in summary["metric_per_case"] for label in case["metrics"]]
 
 
-def evaluate_folder(gt_folder, pred_folder, dataset_json: dict, output_file=None, num_processes: int = 2,
+def evaluate_folder(gt_folder: str | Path, pred_folder: str | Path, dataset_json: dict,
+                    output_file: str | Path | None = None, num_processes: int = 2,
                     tolerance: float = NSD_TOLERANCE_MM, progress: bool = True, chill: bool = False) -> dict:
     """Evaluate every prediction in ``pred_folder`` against the same file name in ``gt_folder``.
 
@@ -258,7 +264,7 @@ def evaluate_folder(gt_folder, pred_folder, dataset_json: dict, output_file=None
 
 
 @console_command("nnUNetv2_dbce_evaluate")
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
     from nnunetv2.configuration import default_num_processes
     parser = argparse.ArgumentParser(prog="nnUNetv2_dbce_evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("gt_folder", help="folder with the reference segmentations")

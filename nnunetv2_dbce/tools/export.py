@@ -17,14 +17,19 @@ import io
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nnunetv2_dbce.tools.cli import UserError, console_command
+
+if TYPE_CHECKING:  # nnU-Net is imported where it is used: the command starts fast
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 ORIGINAL_TRAINER_KEY = "nnunetv2_dbce_trainer"
 
 
-def stock_trainer_name(trainer_class) -> str:
+def stock_trainer_name(trainer_class: "type[nnUNetTrainer]") -> str:
     """The first class in ``trainer_class``'s MRO that nnU-Net itself defines and that builds the same network."""
     build = trainer_class.build_network_architecture
     for base in trainer_class.__mro__:
@@ -57,8 +62,9 @@ def rewrite_checkpoints(source: Path, target: Path, trainer: str, stock_trainer:
     return rewritten
 
 
-def export_for_inference(dataset: str, output_file: Path, configurations, trainer: str, plans: str = "nnUNetPlans",
-                         folds=(0, 1, 2, 3, 4), checkpoints=("checkpoint_final.pth",), strict: bool = True,
+def export_for_inference(dataset: str, output_file: Path, configurations: Sequence[str], trainer: str,
+                         plans: str = "nnUNetPlans", folds: Sequence[int | str] = (0, 1, 2, 3, 4),
+                         checkpoints: Sequence[str] = ("checkpoint_final.pth",), strict: bool = True,
                          crossval_predictions: bool = False) -> str:
     """Write the zip; return the nnU-Net trainer name the checkpoints now carry."""
     from nnunetv2.model_sharing.model_export import export_pretrained_model
@@ -81,7 +87,7 @@ def export_for_inference(dataset: str, output_file: Path, configurations, traine
 
 
 @console_command("nnUNetv2_dbce_export_for_inference")
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="nnUNetv2_dbce_export_for_inference", description=__doc__.split("\n\n")[0])
     parser.add_argument("-d", required=True, help="dataset name or id")
     parser.add_argument("-o", required=True, type=Path, help="output .zip")

@@ -15,6 +15,7 @@ to the background outside every band (1 is plain CE), its share of the patch's t
 background band, and how much of its band it shares with another label's band.
 """
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from nnunetv2_dbce.tools.nnunet import check_configuration, dataset_folder, fold
 from nnunetv2_dbce.weight_maps import axis_scale, check_radius, dilate, dilated_balanced_weights
 
 
-def load_preprocessed_case(dataset: str, case: str, configuration: str, plans: str):
+def load_preprocessed_case(dataset: str, case: str, configuration: str, plans: str) -> tuple:
     """Image (C, Z, Y, X), label map (Z, Y, X), spacing (per axis, mm), 2D flag and ignore label of a case."""
     import json
 
@@ -51,14 +52,15 @@ def load_preprocessed_case(dataset: str, case: str, configuration: str, plans: s
     return image, label_map, spacing, is_2d, ignore_label
 
 
-def weight_map(label_map: np.ndarray, radius: float, spacing, is_2d: bool, ignore_label=None) -> np.ndarray:
+def weight_map(label_map: np.ndarray, radius: float, spacing: Sequence[float], is_2d: bool,
+               ignore_label: int | None = None) -> np.ndarray:
     """DBCE weights (float32, shape of ``label_map``); slice by slice along axis 0 when ``is_2d``."""
     if is_2d:
         return np.stack([dilated_balanced_weights(s, radius, spacing[1:], ignore_label) for s in label_map])
     return dilated_balanced_weights(label_map, radius, spacing, ignore_label)
 
 
-def patch_shares(label_map: np.ndarray, weights: np.ndarray, radius: float, spacing) -> dict:
+def patch_shares(label_map: np.ndarray, weights: np.ndarray, radius: float, spacing: Sequence[float]) -> dict:
     """What the weight map of one patch gives each foreground class c present in it:
     ``relative``: c's weight over the weight of the background outside every band (1 = plain CE);
     ``share``: the part of the patch's total weight on c's voxels (plain CE: c's area fraction);
@@ -82,7 +84,7 @@ def patch_shares(label_map: np.ndarray, weights: np.ndarray, radius: float, spac
     return shares
 
 
-def weight_summary(cases, radii, labels: dict) -> str:
+def weight_summary(cases: Sequence[tuple], radii: Sequence[float], labels: dict) -> str:
     """Per radius and foreground label: ``patch_shares`` averaged over the patches (2D: slices; 3D: volumes)
     that contain the label, as a Markdown table. ``cases``: ``(label_map, spacing, is_2d)``."""
     per: dict[tuple, list[np.ndarray]] = {(r, c): [] for r in radii for c in labels}
@@ -105,14 +107,14 @@ def weight_summary(cases, radii, labels: dict) -> str:
     return "\n".join(lines)
 
 
-def write_nifti(array: np.ndarray, spacing, path: Path):
+def write_nifti(array: np.ndarray, spacing: Sequence[float], path: Path) -> None:
     import SimpleITK as sitk
     image = sitk.GetImageFromArray(array)
     image.SetSpacing(tuple(float(s) for s in spacing[::-1]))
     sitk.WriteImage(image, str(path))
 
 
-def montage(image: np.ndarray, label_map: np.ndarray, weights: dict, title: str, path: Path):
+def montage(image: np.ndarray, label_map: np.ndarray, weights: dict, title: str, path: Path) -> None:
     """Image (Y, X, or Y, X, 3 for RGB), label map and one weight map per radius (log colour scale)."""
     import matplotlib
     matplotlib.use("Agg")
@@ -144,7 +146,7 @@ def montage(image: np.ndarray, label_map: np.ndarray, weights: dict, title: str,
 
 
 @console_command("nnUNetv2_dbce_inspect")
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="nnUNetv2_dbce_inspect", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", help="nnU-Net dataset id or name")

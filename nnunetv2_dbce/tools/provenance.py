@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1]
 
 def checkout_commit(folder: Path) -> str | None:
     """HEAD of the git checkout holding ``folder`` (``+dirty`` when the package's files differ from it), or None."""
-    def git(*arguments):
+    def git(*arguments: str) -> str:
         return subprocess.run(["git", "-C", str(folder), *arguments], capture_output=True, text=True,
                               check=True).stdout.strip()
     try:

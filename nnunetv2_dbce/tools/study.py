@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from nnunetv2_dbce.tools.cli import UserError, console_command
@@ -36,7 +37,7 @@ from nnunetv2_dbce.tools.study_report import DEFAULT_TRAINERS, report
 from nnunetv2_dbce.tools.study_run import StudyRun, train_one
 
 
-def parse_args(argv=None):
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="nnUNetv2_dbce_study", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("dataset", help="nnU-Net dataset id or name (DatasetXXX_Name)")
@@ -135,7 +136,7 @@ def label_names(dataset_json: dict) -> dict:
     return names
 
 
-def check_same_settings(args, plans: str, names: dict):
+def check_same_settings(args: argparse.Namespace, plans: str, names: dict) -> None:
     """Record the settings that finished runs depend on in ``<out>/study.json``; refuse to mix others in."""
     settings = {"dataset": dataset_name(args.dataset), "configuration": args.configuration, "plans": plans,
                 "epochs": args.epochs, "iterations": args.iterations, "val_iterations": args.val_iterations,
@@ -152,7 +153,7 @@ def check_same_settings(args, plans: str, names: dict):
     path.write_text(json.dumps(settings, indent=2))
 
 
-def check_trainers(names) -> None:
+def check_trainers(names: Sequence[str]) -> None:
     """Look every trainer up as ``nnUNetv2_train`` will (nnU-Net's trainers, then ``nnUNet_extTrainer``), before
     any planning or training.
 
@@ -175,7 +176,7 @@ def check_trainers(names) -> None:
                         f"nnUNet_extTrainer={os.environ.get('nnUNet_extTrainer', '')})")
 
 
-def prepare(args) -> tuple:
+def prepare(args: argparse.Namespace) -> tuple:
     """Plans (derived small plans if asked), dataset.json and the study's settings file: ``(plans, dataset_json)``."""
     folder = ensure_preprocessed(args.dataset, args.configuration, args.plans)
     plans = derive_small_plans(folder, args.plans, args.configuration, args.batch_size, args.patch_size,
@@ -185,7 +186,7 @@ def prepare(args) -> tuple:
     return plans, dataset_json
 
 
-def run_study(args):
+def run_study(args: argparse.Namespace) -> None:
     dataset_name(args.dataset)  # an unknown dataset is refused before anything else
     check_trainers(args.trainers)
     plans, dataset_json = prepare(args)
@@ -220,7 +221,7 @@ def run_study(args):
 
 
 @console_command("nnUNetv2_dbce_study")
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if args.report_only:
         report(args.out)

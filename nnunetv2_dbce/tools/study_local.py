@@ -66,7 +66,7 @@ class LocalScheduler:
     """
 
     def __init__(self, runs: Sequence[StudyRun], slots: Sequence[Resources], epochs: int,
-                 record: Callable[[StudyRun, float | None, Resources], None], poll_seconds: float = 2.0,
+                 record: Callable[[StudyRun, float | None, Resources], object], poll_seconds: float = 2.0,
                  progress_seconds: float = 300.0, say: Callable[[str], None] = print):
         self.pending = deque(runs)
         self.total = len(runs)
@@ -169,5 +169,5 @@ def signal_group(process: subprocess.Popen, signal_number: int) -> None:
         pass
 
 
-def raise_keyboard_interrupt(signal_number, frame):
+def raise_keyboard_interrupt(signal_number: int, frame: object) -> None:
     raise KeyboardInterrupt

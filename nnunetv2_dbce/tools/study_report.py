@@ -6,7 +6,9 @@ import json
 import math
 import re
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +22,9 @@ from nnunetv2_dbce.tools.evaluate import (
 )
 from nnunetv2_dbce.tools.provenance import ENVIRONMENT_FIELDS
 from nnunetv2_dbce.tools.statistics import holm, paired_comparison
+
+if TYPE_CHECKING:  # matplotlib is imported where the plots are drawn
+    from matplotlib.axes import Axes
 
 # Named by their settings (never a package default, which may change), so a record always says what ran.
 DEFAULT_TRAINERS = ("nnUNetTrainerCELoss", "nnUNetTrainerBalancedCE", "nnUNetTrainerDBCE_R1",
@@ -45,7 +50,7 @@ def paper_baselines(trainer: str) -> tuple:
     return ()
 
 
-def load_records(out: Path):
+def load_records(out: Path) -> tuple[list[dict], dict[str, dict[int, dict]]]:
     """Every record in ``<out>/runs``: rows (one per trainer, fold, case, label) and ``{trainer: {fold: json}}``.
     A metric a record does not hold (recorded before the metric existed) reads as NaN."""
     rows: list[dict] = []
@@ -60,7 +65,7 @@ def load_records(out: Path):
     return rows, runs
 
 
-def trainer_order(trainers) -> list:
+def trainer_order(trainers: Iterable[str]) -> list:
     """The default list's order first, then any other trainers alphabetically."""
     known = [t for t in DEFAULT_TRAINERS if t in trainers]
     return known + sorted(t for t in trainers if t not in DEFAULT_TRAINERS)
@@ -70,7 +75,7 @@ def short(trainer: str) -> str:
     return trainer.replace("nnUNetTrainer", "") or "Dice+CE (default)"
 
 
-def fold_values(rows, trainer, label, folds, metric: str) -> list:
+def fold_values(rows: list[dict], trainer: str, label: str, folds: Sequence[int], metric: str) -> list:
     """Per fold: the mean of ``metric`` over the fold's cases (NaN left out), ``lesion_F1`` from the fold's
     summed lesion counts, or ``dice_<size>`` the mean Dice of the cases in that size tertile."""
     values = []
@@ -89,7 +94,7 @@ def fold_values(rows, trainer, label, folds, metric: str) -> list:
     return values
 
 
-def mean_and_spread(values, digits: int) -> str:
+def mean_and_spread(values: Sequence[float], digits: int) -> str:
     finite = [v for v in values if not math.isnan(v)]
     if not finite:
         return "n/a"
@@ -104,13 +109,13 @@ TABLE_METRICS = (("Dice", "Dice", 3), ("HD95", "HD95 mm", 2), ("NSD", "NSD", 3),
 TOPOLOGY_METRICS = (("clDice", "clDice", 3), ("betti0_error", "b0 error", 2), ("betti1_error", "b1 error", 2))
 
 
-def table_metrics(rows) -> tuple:
+def table_metrics(rows: list[dict]) -> tuple:
     """``TABLE_METRICS``, and the topology metrics (clDice, Betti errors per case) that some record holds."""
     held = [m for m in TOPOLOGY_METRICS if any(not math.isnan(r.get(m[0], math.nan)) for r in rows)]
     return TABLE_METRICS + tuple(held)
 
 
-def metrics_table(rows, trainers, folds, names: dict) -> str:
+def metrics_table(rows: list[dict], trainers: Sequence[str], folds: Sequence[int], names: dict) -> str:
     """Per label: mean over ``folds`` ± SD of the fold means of each metric of ``table_metrics``."""
     lines, metrics = [], table_metrics(rows)
     for label, name in names.items():
@@ -124,7 +129,7 @@ def metrics_table(rows, trainers, folds, names: dict) -> str:
     return "\n".join(lines)
 
 
-def fold_dice_table(rows, trainers, folds, names: dict) -> str:
+def fold_dice_table(rows: list[dict], trainers: Sequence[str], folds: Sequence[int], names: dict) -> str:
     """Mean Dice of each fold, per trainer and label: whether an ordering replicates across folds."""
     header = ["trainer", *[f"{name} fold {fold}" for name in names.values() for fold in folds]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -134,16 +139,17 @@ def fold_dice_table(rows, trainers, folds, names: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def paired_values(rows, trainer, other, label, metric="Dice"):
+def paired_values(rows: list[dict], trainer: str, other: str, label: str,
+                  metric: str = "Dice") -> tuple[list[float], list[float]]:
     """Values of two trainers on the (fold, case) pairs both have, in the same order."""
-    def by_case(t):
+    def by_case(t: str) -> dict:
         return {(r["fold"], r["case"]): r[metric] for r in rows if r["trainer"] == t and r["label"] == label}
     mine, theirs = by_case(trainer), by_case(other)
     common = sorted(set(mine) & set(theirs))
     return [mine[k] for k in common], [theirs[k] for k in common]
 
 
-def comparisons(rows, trainers, names: dict) -> list:
+def comparisons(rows: list[dict], trainers: Sequence[str], names: dict) -> list:
     """Each trainer against Dice+CE and against its paper's baselines (the derived radius also against every
     fixed radius), per label, Dice paired per case; p-values Holm-adjusted over all these tests together."""
     tests = []
@@ -162,7 +168,7 @@ def comparisons(rows, trainers, names: dict) -> list:
     return tests
 
 
-def comparisons_table(tests, names: dict) -> str:
+def comparisons_table(tests: list[dict], names: dict) -> str:
     header = ["trainer", "against", "label", "cases", "median ΔDice [95% CI]", "p", "p (Holm)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for t in tests:
@@ -173,7 +179,7 @@ def comparisons_table(tests, names: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def add_size_bins(rows, names: dict) -> dict:
+def add_size_bins(rows: list[dict], names: dict) -> dict:
     """Tertile edges of the reference volume per label over every recorded case; each row gets ``size_bin``."""
     edges = {}
     for label in names:
@@ -184,12 +190,12 @@ def add_size_bins(rows, names: dict) -> dict:
     return edges
 
 
-def folds_phrase(folds) -> str:
+def folds_phrase(folds: Sequence[int]) -> str:
     """``fold 1`` or ``folds 0, 1, 2``."""
     return f"fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, folds))}"
 
 
-def settings_lines(runs: dict, trainers) -> list:
+def settings_lines(runs: dict, trainers: Sequence[str]) -> list:
     """One line per trainer whose records hold loss settings: the settings, with their folds if they differ."""
     lines = []
     for trainer in trainers:
@@ -229,7 +235,7 @@ def provenance_lines(runs: dict) -> tuple:
     return lines, warnings
 
 
-def lost_labels(rows, names: dict) -> list:
+def lost_labels(rows: list[dict], names: dict) -> list:
     """``"<trainer> fold <k>: <label> (Dice 0 on n of m cases)"`` for every run and label whose Dice is 0 on at least
     half of the cases that contain the label (reference volume above 0): the run never learned to predict it."""
     dice: dict[tuple, list] = {}
@@ -254,7 +260,7 @@ def fold_sections(fold_sets: dict) -> list:
     return sections
 
 
-def report(out: Path):
+def report(out: Path) -> None:
     """Merge every record in ``out``: ``results.csv``, ``results.md``, ``metrics.png``, ``size.png``, ``curves.png``."""
     settings = json.loads((out / "study.json").read_text())
     names = settings["labels"]
@@ -311,7 +317,7 @@ def report(out: Path):
     print(f"Wrote {out / 'results.csv'}, results.md, comparisons.json, metrics.png, size.png, curves.png")
 
 
-def bar_plot(ax, per_trainer_label, trainers, names, title):
+def bar_plot(ax: "Axes", per_trainer_label: dict, trainers: Sequence[str], names: dict, title: str) -> None:
     """Bars (mean of the fold values) per trainer and label, dots for the folds."""
     width = 0.8 / len(names)
     x = np.arange(len(trainers))
@@ -327,7 +333,7 @@ def bar_plot(ax, per_trainer_label, trainers, names, title):
     ax.grid(axis="y", alpha=0.3)
 
 
-def plot_metrics(rows, trainers, fold_sets, names, path: Path):
+def plot_metrics(rows: list[dict], trainers: Sequence[str], fold_sets: dict, names: dict, path: Path) -> None:
     """Per-label Dice, HD95, NSD and lesion-wise F1 per trainer: bar = mean over folds, dots = folds."""
     import matplotlib
     matplotlib.use("Agg")
@@ -344,7 +350,7 @@ def plot_metrics(rows, trainers, fold_sets, names, path: Path):
     plt.close(fig)
 
 
-def plot_sizes(rows, trainers, fold_sets, names, path: Path):
+def plot_sizes(rows: list[dict], trainers: Sequence[str], fold_sets: dict, names: dict, path: Path) -> None:
     """Dice per reference-volume tertile (small, medium, large), one panel per label."""
     import matplotlib
     matplotlib.use("Agg")
@@ -361,7 +367,7 @@ def plot_sizes(rows, trainers, fold_sets, names, path: Path):
     plt.close(fig)
 
 
-def plot_curves(curves: dict, path: Path):
+def plot_curves(curves: dict, path: Path) -> None:
     """Training curves per trainer (mean over folds): train loss, validation loss, EMA pseudo Dice."""
     import matplotlib
     matplotlib.use("Agg")

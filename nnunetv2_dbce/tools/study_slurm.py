@@ -7,12 +7,14 @@ from the latest checkpoint. The job ids are kept in ``<work>/slurm/jobs.json``, 
 study shows the state of every job, waits for the active ones, and resubmits only runs whose job ended
 without a record (failed, cancelled, killed).
 """
+import argparse
 import json
 import os
 import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from nnunetv2_dbce.tools.cli import UserError
 from nnunetv2_dbce.tools.study_local import minutes_text, signal_group
@@ -30,7 +32,7 @@ ENDED_WITHOUT_RESULT = "ENDED"  # left the queue without a result: cancelled, ki
 _child: subprocess.Popen | None = None  # the training process of the job running in this process
 
 
-def require_submitit():
+def require_submitit() -> Any:
     if submitit is None:
         raise UserError("--slurm needs submitit: pip install 'nnunetv2-dbce[cluster]'")
     return submitit
@@ -59,7 +61,7 @@ class StudyJob(submitit.helpers.Checkpointable if submitit else object):  # type
             minutes = round((time.monotonic() - start) / 60, 2)
         return str(self.run.write_record(self.dataset_json, minutes, resources))
 
-    def checkpoint(self, *args, **kwargs):
+    def checkpoint(self, *args: object, **kwargs: object) -> Any:
         """Called by submitit before a time-limit requeue or a preemption: stop the training process (nnU-Net's
         ``checkpoint_latest.pth`` stays) and requeue this job, which then continues from that checkpoint."""
         if _child is not None and _child.poll() is None:
@@ -71,7 +73,7 @@ class StudyJob(submitit.helpers.Checkpointable if submitit else object):  # type
         return submitit.helpers.DelayedSubmission(StudyJob(self.run, self.dataset_json, self.environment))
 
 
-def executor(args) -> "submitit.SlurmExecutor":
+def executor(args: argparse.Namespace) -> "submitit.SlurmExecutor":
     """A submitit executor with the study's ``--slurm-*`` options; jobs' files in ``<work>/slurm/<job id>``."""
     submitit = require_submitit()
     folder = args.work / "slurm"
@@ -89,7 +91,7 @@ def executor(args) -> "submitit.SlurmExecutor":
     return slurm
 
 
-def job_state(job) -> str:
+def job_state(job: Any) -> str:
     """SLURM's state while the job is in the queue (``squeue``, which needs no accounting database); once it has
     ended: SLURM's reason if it was stopped (``CANCELLED``, ``TIMEOUT``, ...), else ``COMPLETED`` or ``FAILED`` from
     the result submitit wrote, else ``ENDED`` (left the queue without a result)."""
@@ -107,7 +109,7 @@ def job_state(job) -> str:
     return state or ENDED_WITHOUT_RESULT
 
 
-def failure_text(job) -> str:
+def failure_text(job: Any) -> str:
     """Why a job failed, in one line: the last line of its error (``StudyRun.failure`` for a failed run, which
     names the run's log) and the job's own log."""
     if job.paths.result_pickle.exists():
@@ -129,7 +131,7 @@ class JobBook:
     def key(run: StudyRun) -> str:
         return f"{run.trainer}__fold{run.fold}"
 
-    def job(self, run: StudyRun):
+    def job(self, run: StudyRun) -> Any:
         job_id = self.ids.get(self.key(run))
         if job_id is None:
             return None
@@ -140,7 +142,7 @@ class JobBook:
         self.path.write_text(json.dumps(self.ids, indent=1))
 
 
-def run_on_slurm(runs: list, args, dataset_json: dict) -> tuple:
+def run_on_slurm(runs: list, args: argparse.Namespace, dataset_json: dict) -> tuple:
     """Submit the runs that have no active job, then (unless ``--submit-only``) wait until every job has ended,
     with progress. Returns ``(failed runs, runs still active)``: the latter is empty unless ``--submit-only``."""
     require_submitit()

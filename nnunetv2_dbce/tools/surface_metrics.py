@@ -10,11 +10,13 @@ are dropped before measuring, so 2D data get 2D surfaces.
 """
 import math
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 
 
-def surface_distances(reference: np.ndarray, prediction: np.ndarray, spacing, tolerance: float):
+def surface_distances(reference: np.ndarray, prediction: np.ndarray, spacing: Sequence[float],
+                      tolerance: float) -> tuple:
     """HD95 (mm) and NSD (fraction) of two boolean masks of the same shape.
 
     :param reference: boolean mask, any dimensionality (axes of length 1 are dropped).

@@ -11,7 +11,7 @@ from scipy import ndimage
 LABELS = {"background": 0, "spot": 1, "blob": 2}
 
 
-def synthetic_case(rng: np.random.Generator, size: int):
+def synthetic_case(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     """One grey image with a large bright ellipse ('blob', label 2) and a small brighter disk ('spot', label 1)."""
     yy, xx = np.mgrid[:size, :size]
     label = np.zeros((size, size), np.uint8)
@@ -81,7 +81,7 @@ def vessel_centre_lines(rng: np.random.Generator, shape: tuple, depth: int = 4, 
     return points
 
 
-def vessel_case(rng: np.random.Generator, shape: tuple):
+def vessel_case(rng: np.random.Generator, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
     """One image (uint8 2D, float32 3D) with a vessel tree (label 1): thin vessels are fainter, the background
     has a smooth intensity gradient, blobs of similar brightness and noise."""
     grid = np.indices(shape, dtype=np.float32)

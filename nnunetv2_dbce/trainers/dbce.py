@@ -3,6 +3,7 @@ the weight maps it needs) is nnU-Net's."""
 from os.path import isdir
 
 from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+from torch import nn
 
 from nnunetv2_dbce.losses.compound import DiceAndDBCELoss
 from nnunetv2_dbce.losses.dbce import DBCELoss, RegionDBCELoss
@@ -73,7 +74,7 @@ class nnUNetTrainerDBCE(CheckpointedLossSettings, nnUNetTrainerVoxelMap):
     def get_voxel_map_function(self) -> DBCEWeightMap:
         return DBCEWeightMap(check_radius(self.dilation_radius), self.label_manager.ignore_label)
 
-    def build_voxel_map_loss(self):
+    def build_voxel_map_loss(self) -> nn.Module:
         """DBCE over labels, or over region channels (sigmoid outputs) for region-based datasets."""
         labels = self.label_manager
         if labels.has_regions:

@@ -2,6 +2,8 @@
 import math
 from collections.abc import Sequence
 
+from nnunetv2_dbce.trainers.settings import TrainerBase
+
 LOST_DICE = 0.01  # EMA pseudo Dice below this: the label is not predicted
 LEARNING_DICE = 0.1  # ... while another label is above this
 LOST_EPOCHS = 10  # ... for this many epochs in a row, after the warm-up
@@ -45,11 +47,11 @@ def newly_lost_labels(history: Sequence[Sequence[float]], num_epochs: int) -> li
     return lost
 
 
-class LostLabelWarning:
+class LostLabelWarning(TrainerBase):
     """Trainer mixin: after every epoch, ``newly_lost_labels`` of nnU-Net's logged pseudo Dice; each is written to
     the training log and the console with what to try."""
 
-    def on_epoch_end(self):
+    def on_epoch_end(self) -> None:
         history = self.logger.get_value("dice_per_class_or_region", step=None)
         labels = self.label_manager
         keys = labels.foreground_regions if labels.has_regions else labels.foreground_labels

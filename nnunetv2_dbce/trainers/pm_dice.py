@@ -76,7 +76,7 @@ class nnUNetTrainerDBCEPMDice(PMDiceGamma, nnUNetTrainerDBCE):
     """DBCE (class imbalance) + PM Dice (difficulty imbalance), weighted 1:1, PM Dice on nnU-Net's Dice settings
     (batch Dice from the plans, background excluded for labels, included for regions, smoothing 1e-5)."""
 
-    def build_voxel_map_loss(self):
+    def build_voxel_map_loss(self) -> nn.Module:
         """``PMDiceCELoss`` with the weight maps (label maps), ``DiceAndDBCELoss`` with PM Dice (regions)."""
         labels = self.label_manager
         if labels.has_regions:

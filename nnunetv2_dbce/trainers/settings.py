@@ -56,12 +56,12 @@ class CheckpointedLossSettings(TrainerBase):
         """Lines stating the settings in use; each trainer class adds its own."""
         return []
 
-    def on_train_start(self):
+    def on_train_start(self) -> None:
         super().on_train_start()
         for line in self.describe_loss_settings():
             self.print_to_log_file(line, also_print_to_console=True)
 
-    def load_checkpoint(self, filename_or_checkpoint) -> None:
+    def load_checkpoint(self, filename_or_checkpoint: str | dict) -> None:
         current = self.my_init_kwargs[SETTINGS_KEY]
         super().load_checkpoint(filename_or_checkpoint)
         saved = self.my_init_kwargs.get(SETTINGS_KEY)

@@ -3,6 +3,7 @@ given to the loss at every deep-supervision scale. DBCE, the boundary loss and U
 instances of it; so is any user trainer that sets a map function and a loss."""
 from collections.abc import Callable
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAugmenter
@@ -63,15 +64,15 @@ class nnUNetTrainerVoxelMap(LostLabelWarning, nnUNetTrainer):
         return VoxelMapTransform(self.get_voxel_map_function(), self.configuration_manager.spacing,
                                  self.voxel_map_is_continuous, max_label)
 
-    def get_training_transforms(self, *args, **kwargs) -> ComposeTransforms:
+    def get_training_transforms(self, *args: Any, **kwargs: Any) -> ComposeTransforms:
         """nnU-Net's training transforms followed by the voxel-map transform."""
         return ComposeTransforms([super().get_training_transforms(*args, **kwargs), self._voxel_map_transform()])
 
-    def get_validation_transforms(self, *args, **kwargs) -> ComposeTransforms:
+    def get_validation_transforms(self, *args: Any, **kwargs: Any) -> ComposeTransforms:
         """nnU-Net's validation transforms followed by the voxel-map transform, so validation loss is the same loss."""
         return ComposeTransforms([super().get_validation_transforms(*args, **kwargs), self._voxel_map_transform()])
 
-    def on_train_start(self):
+    def on_train_start(self) -> None:
         super().on_train_start()
         function = self.get_voxel_map_function()
         name = getattr(function, "__name__", type(function).__name__)
@@ -80,7 +81,7 @@ class nnUNetTrainerVoxelMap(LostLabelWarning, nnUNetTrainer):
         self.print_to_log_file(f"Voxel map: {name}, made in the augmentation workers, {sampling} to {scales} "
                                f"deep-supervision scale(s)", also_print_to_console=True)
 
-    def get_dataloaders(self):
+    def get_dataloaders(self) -> tuple:
         with voxel_map_loader_in_nnunet():
             return super().get_dataloaders()
 

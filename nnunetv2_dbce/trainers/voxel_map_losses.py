@@ -39,7 +39,7 @@ class nnUNetTrainerBoundaryLoss(nnUNetTrainerVoxelMap):
     def boundary_alpha(self, epoch: int) -> float:
         return min(self.boundary_alpha_max, self.boundary_alpha_start + self.boundary_alpha_step * epoch)
 
-    def on_train_epoch_start(self):
+    def on_train_epoch_start(self) -> None:
         innermost(self.loss).alpha = self.boundary_alpha(self.current_epoch)
         self.print_to_log_file(f"boundary loss weight alpha {innermost(self.loss).alpha:.4g}")
         super().on_train_epoch_start()

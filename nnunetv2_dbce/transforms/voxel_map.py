@@ -17,7 +17,7 @@ VOXEL_MAP_KEY = "voxel_map"
 
 
 @lru_cache(maxsize=512)
-def nearest_exact_source(size_in: int, size_out: int):
+def nearest_exact_source(size_in: int, size_out: int) -> slice | torch.Tensor:
     """The input index each output index takes when ``interpolate(mode='nearest-exact')`` resizes an axis from
     ``size_in`` to ``size_out``, read off torch itself (an index ramp through the same call): a ``slice`` when
     they are evenly spaced (always, for nnU-Net's power-of-two scales of divisible sizes), else an index tensor."""
@@ -63,7 +63,7 @@ class PicklableByFile:
     def __init__(self, function: Callable):
         self.function = function
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: object, **kwargs: object) -> object:
         return self.function(*args, **kwargs)
 
     def __reduce__(self):
@@ -128,7 +128,7 @@ class VoxelMapTransform(BasicTransform):
         self.continuous = continuous
         self.max_label = max_label
 
-    def apply(self, data_dict: dict, **params) -> dict:
+    def apply(self, data_dict: dict, **params: object) -> dict:
         segmentation = data_dict["segmentation"]
         per_scale = isinstance(segmentation, (list, tuple))
         full_resolution = segmentation[0] if per_scale else segmentation
