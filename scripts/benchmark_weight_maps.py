@@ -34,6 +34,7 @@ from threadpoolctl import threadpool_limits
 
 from nnunetv2_dbce import DilatedBalancedWeightsTransform, VoxelMapTransform, dilated_balanced_weights
 from nnunetv2_dbce.losses.topology import ClDiceLoss
+from nnunetv2_dbce.tools.figures import saved_figure
 from nnunetv2_dbce.tools.synthetic import vessel_case
 from nnunetv2_dbce.voxel_maps import SignedDistanceMaps, TubedSkeletons, UNetBorderWeights
 
@@ -153,35 +154,29 @@ def dilation_crossover():
 
 def plot_cost(path: Path, radii=(0, 2, 5, 10, 20)) -> None:
     """Weight-map time (median of 5, one thread) against patch size, one line per radius, 2D and 3D."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     sizes = {2: [64, 128, 256, 512, 1024], 3: [32, 64, 96, 128, 160]}
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
-    for ax, ndim in zip(axes, (2, 3)):
-        for radius in radii:
-            costs = []
-            for size in sizes[ndim]:
-                structures = [(1, size * 0.3), (2, size * 0.1), (3, max(size * 0.03, 1))][:ndim]
-                labels = synthetic_labels((size,) * ndim, structures)
-                times = []
-                for _ in range(5):
-                    start = time.perf_counter()
-                    dilated_balanced_weights(labels, radius)
-                    times.append(time.perf_counter() - start)
-                costs.append(1000 * np.median(times))
-            ax.plot([s ** ndim for s in sizes[ndim]], costs, marker="o", label=f"R = {radius}")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel(f"voxels in the {ndim}D patch (side " + ", ".join(map(str, sizes[ndim])) + ")")
-        ax.set_ylabel("weight map, ms (one thread)")
-        shares = ", ".join(f"{share} %" for share in (30, 10, 3)[:ndim])
-        ax.set_title(f"{ndim}D, {ndim} foreground classes (radii {shares} of the side)", fontsize=9)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    with saved_figure(path, 1, 2, figsize=(10, 3.8), layout="constrained") as (_, axes):
+        for ax, ndim in zip(axes, (2, 3)):
+            for radius in radii:
+                costs = []
+                for size in sizes[ndim]:
+                    structures = [(1, size * 0.3), (2, size * 0.1), (3, max(size * 0.03, 1))][:ndim]
+                    labels = synthetic_labels((size,) * ndim, structures)
+                    times = []
+                    for _ in range(5):
+                        start = time.perf_counter()
+                        dilated_balanced_weights(labels, radius)
+                        times.append(time.perf_counter() - start)
+                    costs.append(1000 * np.median(times))
+                ax.plot([s ** ndim for s in sizes[ndim]], costs, marker="o", label=f"R = {radius}")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel(f"voxels in the {ndim}D patch (side " + ", ".join(map(str, sizes[ndim])) + ")")
+            ax.set_ylabel("weight map, ms (one thread)")
+            shares = ", ".join(f"{share} %" for share in (30, 10, 3)[:ndim])
+            ax.set_title(f"{ndim}D, {ndim} foreground classes (radii {shares} of the side)", fontsize=9)
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=8)
     print(f"wrote {path}")
 
 

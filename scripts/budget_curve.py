@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunetv2_dbce.tools.figures import saved_figure
 from nnunetv2_dbce.tools.statistics import holm, paired_comparison
 from nnunetv2_dbce.tools.study_report import fold_values, load_records, paired_values, short
 
@@ -84,28 +85,25 @@ def main():
 
 
 def plot(curves: dict, trainers, names: dict, path: Path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 4.5), squeeze=False)
-    for ax, (label, name) in zip(axes[0], names.items()):
-        for index, trainer in enumerate(trainers):
-            points = curves[(trainer, label)]
-            x = np.array([iterations for iterations, _ in points])
-            folds = np.array([per_fold for _, per_fold in points])
-            mean = folds.mean(1)
-            ax.errorbar(x * (1 + 0.02 * (index - len(trainers) / 2)), mean,
-                        yerr=[mean - folds.min(1), folds.max(1) - mean], marker="o", capsize=3, label=short(trainer))
-        ax.set_xscale("log")
-        ax.set_xticks(sorted({iterations for points in curves.values() for iterations, _ in points}))
-        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        ax.set_xlabel("training iterations")
-        ax.set_ylabel(f"Dice, {name} (mean over folds; bars: min-max)")
-        ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    from matplotlib.ticker import ScalarFormatter
+
+    with saved_figure(path, 1, len(names), figsize=(6 * len(names), 4.5), squeeze=False) as (_, axes):
+        for ax, (label, name) in zip(axes[0], names.items()):
+            for index, trainer in enumerate(trainers):
+                points = curves[(trainer, label)]
+                x = np.array([iterations for iterations, _ in points])
+                folds = np.array([per_fold for _, per_fold in points])
+                mean = folds.mean(1)
+                ax.errorbar(x * (1 + 0.02 * (index - len(trainers) / 2)), mean,
+                            yerr=[mean - folds.min(1), folds.max(1) - mean], marker="o", capsize=3,
+                            label=short(trainer))
+            ax.set_xscale("log")
+            ax.set_xticks(sorted({iterations for points in curves.values() for iterations, _ in points}))
+            ax.get_xaxis().set_major_formatter(ScalarFormatter())
+            ax.set_xlabel("training iterations")
+            ax.set_ylabel(f"Dice, {name} (mean over folds; bars: min-max)")
+            ax.grid(alpha=0.3)
+        axes[0][-1].legend(fontsize=8)
     print(f"Wrote {path}")
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunetv2_dbce.tools.cli import UserError, console_command
+from nnunetv2_dbce.tools.figures import saved_figure
 from nnunetv2_dbce.tools.nnunet import check_configuration, dataset_folder, fold_cases
 from nnunetv2_dbce.weight_maps import axis_scale, check_radius, dilate, dilated_balanced_weights
 
@@ -116,33 +117,28 @@ def write_nifti(array: np.ndarray, spacing: Sequence[float], path: Path) -> None
 
 def montage(image: np.ndarray, label_map: np.ndarray, weights: dict, title: str, path: Path) -> None:
     """Image (Y, X, or Y, X, 3 for RGB), label map and one weight map per radius (log colour scale)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import LogNorm
-
-    positive = [w[w > 0] for w in weights.values()]
-    norm = LogNorm(vmin=min(p.min() for p in positive), vmax=max(p.max() for p in positive))
     columns = 2 + len(weights)
-    figure, axes = plt.subplots(1, columns, figsize=(3.0 * columns, 3.6), layout="constrained")
-    if image.ndim == 3:
-        image = (image - image.min()) / max(image.max() - image.min(), 1e-8)
-    axes[0].imshow(image, cmap="gray", interpolation="nearest")
-    axes[0].set_title(title, fontsize=9)
-    axes[1].imshow(label_map, cmap="viridis", interpolation="nearest")
-    axes[1].set_title(f"label map (labels {', '.join(map(str, np.unique(label_map)))})", fontsize=9)
-    for ax, (radius, weight) in zip(axes[2:], weights.items()):
-        ax.imshow(np.where(weight > 0, weight, np.nan), cmap="magma", norm=norm, interpolation="nearest")
-        ax.contour(label_map > 0, levels=[0.5], colors="cyan", linewidths=0.6)
-        name = "balanced CE (R = 0)" if radius == 0 else f"DBCE, R = {radius:g}"
-        values = " / ".join(f"{v:.2f}" for v in np.unique(weight))
-        ax.set_title(f"{name}\nweights {values}", fontsize=9)
-    for ax in axes:
-        ax.set_axis_off()
-    figure.colorbar(ScalarMappable(norm, "magma"), ax=axes[2:], shrink=0.8, label="voxel weight (log scale)")
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    with saved_figure(path, 1, columns, figsize=(3.0 * columns, 3.6), layout="constrained") as (figure, axes):
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import LogNorm
+
+        positive = [w[w > 0] for w in weights.values()]
+        norm = LogNorm(vmin=min(p.min() for p in positive), vmax=max(p.max() for p in positive))
+        if image.ndim == 3:
+            image = (image - image.min()) / max(image.max() - image.min(), 1e-8)
+        axes[0].imshow(image, cmap="gray", interpolation="nearest")
+        axes[0].set_title(title, fontsize=9)
+        axes[1].imshow(label_map, cmap="viridis", interpolation="nearest")
+        axes[1].set_title(f"label map (labels {', '.join(map(str, np.unique(label_map)))})", fontsize=9)
+        for ax, (radius, weight) in zip(axes[2:], weights.items()):
+            ax.imshow(np.where(weight > 0, weight, np.nan), cmap="magma", norm=norm, interpolation="nearest")
+            ax.contour(label_map > 0, levels=[0.5], colors="cyan", linewidths=0.6)
+            name = "balanced CE (R = 0)" if radius == 0 else f"DBCE, R = {radius:g}"
+            values = " / ".join(f"{v:.2f}" for v in np.unique(weight))
+            ax.set_title(f"{name}\nweights {values}", fontsize=9)
+        for ax in axes:
+            ax.set_axis_off()
+        figure.colorbar(ScalarMappable(norm, "magma"), ax=axes[2:], shrink=0.8, label="voxel weight (log scale)")
 
 
 @console_command("nnUNetv2_dbce_inspect")

@@ -20,6 +20,7 @@ from nnunetv2_dbce.tools.evaluate import (
     size_bins,
     zero_dice_cases,
 )
+from nnunetv2_dbce.tools.figures import saved_figure
 from nnunetv2_dbce.tools.provenance import ENVIRONMENT_FIELDS
 from nnunetv2_dbce.tools.statistics import holm, paired_comparison
 
@@ -335,54 +336,37 @@ def bar_plot(ax: "Axes", per_trainer_label: dict, trainers: Sequence[str], names
 
 def plot_metrics(rows: list[dict], trainers: Sequence[str], fold_sets: dict, names: dict, path: Path) -> None:
     """Per-label Dice, HD95, NSD and lesion-wise F1 per trainer: bar = mean over folds, dots = folds."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     metrics = (("Dice", "Dice"), ("HD95", "HD95 (mm)"), ("NSD", "NSD"), ("lesion_F1", "lesion-wise F1"))
-    fig, axes = plt.subplots(len(metrics), 1, figsize=(max(8, 0.7 * len(trainers) * len(names)), 14))
-    for ax, (metric, title) in zip(axes, metrics):
-        values = {(t, label): np.asarray(fold_values(rows, t, label, fold_sets[t], metric))
-                  for t in trainers for label in names}
-        bar_plot(ax, values, trainers, names, title)
-    axes[0].legend(title="bars: mean over folds; dots: folds", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with saved_figure(path, len(metrics), 1, figsize=(max(8, 0.7 * len(trainers) * len(names)), 14)) as (_, axes):
+        for ax, (metric, title) in zip(axes, metrics):
+            values = {(t, label): np.asarray(fold_values(rows, t, label, fold_sets[t], metric))
+                      for t in trainers for label in names}
+            bar_plot(ax, values, trainers, names, title)
+        axes[0].legend(title="bars: mean over folds; dots: folds", fontsize=8)
 
 
 def plot_sizes(rows: list[dict], trainers: Sequence[str], fold_sets: dict, names: dict, path: Path) -> None:
     """Dice per reference-volume tertile (small, medium, large), one panel per label."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(len(names), 1, figsize=(max(8, 0.7 * len(trainers) * 3), 4.5 * len(names)),
-                             squeeze=False)
-    for ax, (label, name) in zip(axes[:, 0], names.items()):
-        values = {(t, size): np.asarray(fold_values(rows, t, label, fold_sets[t], f"dice_{size}"))
-                  for t in trainers for size in SIZE_NAMES}
-        bar_plot(ax, values, trainers, {size: size for size in SIZE_NAMES}, f"Dice, {name}")
-        ax.legend(title="reference volume tertile", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with saved_figure(path, len(names), 1, figsize=(max(8, 0.7 * len(trainers) * 3), 4.5 * len(names)),
+                      squeeze=False) as (_, axes):
+        for ax, (label, name) in zip(axes[:, 0], names.items()):
+            values = {(t, size): np.asarray(fold_values(rows, t, label, fold_sets[t], f"dice_{size}"))
+                      for t in trainers for size in SIZE_NAMES}
+            bar_plot(ax, values, trainers, {size: size for size in SIZE_NAMES}, f"Dice, {name}")
+            ax.legend(title="reference volume tertile", fontsize=8)
 
 
 def plot_curves(curves: dict, path: Path) -> None:
     """Training curves per trainer (mean over folds): train loss, validation loss, EMA pseudo Dice."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     keys = (("train_losses", "train loss"), ("val_losses", "validation loss"), ("ema_fg_dice", "EMA pseudo Dice"))
-    fig, axes = plt.subplots(1, len(keys), figsize=(16, 5))
-    for ax, (key, title) in zip(axes, keys):
-        for index, (trainer, per_fold) in enumerate(curves.items()):
-            length = min(len(c[key]) for c in per_fold)
-            ax.plot(np.arange(length), np.mean([c[key][:length] for c in per_fold], axis=0),
-                    color=plt.cm.tab20(index % 20), label=short(trainer))
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    axes[-1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with saved_figure(path, 1, len(keys), figsize=(16, 5)) as (_, axes):
+        from matplotlib import colormaps
+        for ax, (key, title) in zip(axes, keys):
+            for index, (trainer, per_fold) in enumerate(curves.items()):
+                length = min(len(c[key]) for c in per_fold)
+                ax.plot(np.arange(length), np.mean([c[key][:length] for c in per_fold], axis=0),
+                        color=colormaps["tab20"](index % 20), label=short(trainer))
+            ax.set_title(title)
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+        axes[-1].legend(fontsize=7)
