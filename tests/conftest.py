@@ -1,11 +1,14 @@
-"""Shared fixtures: a tiny generated 2D dataset, planned and preprocessed once by nnU-Net's own CLI."""
+"""Shared fixtures: tiny generated 2D and 3D datasets, planned and preprocessed by nnU-Net's own CLI once per
+test run (the first xdist worker that needs one makes it, the others copy it)."""
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
-from helpers import DATASET_3D_ID, DATASET_ID, STUDY, TINY_STUDY, USER_TRAINER_FOLDER, run_cli
+from helpers import DATASET_3D_ID, DATASET_ID, DATASET_NAME, STUDY, TINY_STUDY, USER_TRAINER_FOLDER, run_cli
 from nnunetv2_dbce.tools.nnunet import nnunet_command
 from nnunetv2_dbce.tools.synthetic import write_synthetic_dataset
 
@@ -22,13 +25,31 @@ def nnunet_env(tmp_path_factory):
     return env
 
 
+def made_once(tmp_path_factory, nnunet_env, dataset_name, make) -> Path:
+    """Copies raw and preprocessed folders of ``dataset_name`` into this worker's nnU-Net folders; ``make(env)``
+    writes them into a cache shared by the test run's workers, under a lock, the first time. Returns the raw
+    folder."""
+    run_folder = tmp_path_factory.getbasetemp()  # under xdist: this worker's folder in the run's folder
+    cache = (run_folder.parent if os.environ.get("PYTEST_XDIST_WORKER") else run_folder) / "dataset_cache"
+    cache.mkdir(exist_ok=True)
+    with FileLock(cache / f"{dataset_name}.lock"):
+        made = cache / f"{dataset_name}.made"
+        if not made.is_file():
+            make(dict(nnunet_env, nnUNet_raw=str(cache / "raw"), nnUNet_preprocessed=str(cache / "preprocessed")))
+            made.touch()
+    for key in ("nnUNet_raw", "nnUNet_preprocessed"):
+        shutil.copytree(cache / key.removeprefix("nnUNet_") / dataset_name, Path(nnunet_env[key]) / dataset_name)
+    return Path(nnunet_env["nnUNet_raw"]) / dataset_name
+
+
 @pytest.fixture(scope="session")
-def preprocessed_dataset(nnunet_env):
+def preprocessed_dataset(nnunet_env, tmp_path_factory):
     """Dataset991: 10 training and 2 test PNG images of 48x48, planned and preprocessed (2d) by nnU-Net."""
-    folder = write_synthetic_dataset(Path(nnunet_env["nnUNet_raw"]), DATASET_ID, num_train=10, num_test=2, size=48)
-    run_cli([nnunet_command("nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", "2d", "-np", "2"],
-            nnunet_env)
-    return folder
+    def make(env):
+        write_synthetic_dataset(Path(env["nnUNet_raw"]), DATASET_ID, num_train=10, num_test=2, size=48)
+        run_cli([nnunet_command("nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", "2d", "-np", "2"], env)
+
+    return made_once(tmp_path_factory, nnunet_env, DATASET_NAME, make)
 
 
 @pytest.fixture(scope="session")
@@ -54,13 +75,18 @@ def plans_and_dataset_json(preprocessed_dataset, nnunet_env, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def preprocessed_3d_dataset(nnunet_env):
+def preprocessed_3d_dataset(nnunet_env, tmp_path_factory):
     """Dataset993: 8 training and 1 test 3D NIfTI volumes (16x24x20 voxels, spacing 2.5 x 1 x 1 mm) with a
     large ellipsoid (label 1) and a small sphere (label 2), planned and preprocessed (3d_fullres) by nnU-Net."""
+    return made_once(tmp_path_factory, nnunet_env, f"Dataset{DATASET_3D_ID}_DBCE3D", write_3d_dataset)
+
+
+def write_3d_dataset(env):
+    """Writes and preprocesses the dataset of ``preprocessed_3d_dataset`` in ``env``'s nnU-Net folders."""
     import numpy as np
     import SimpleITK as sitk
 
-    folder = Path(nnunet_env["nnUNet_raw"]) / f"Dataset{DATASET_3D_ID}_DBCE3D"
+    folder = Path(env["nnUNet_raw"]) / f"Dataset{DATASET_3D_ID}_DBCE3D"
     rng = np.random.default_rng(0)
     grid = np.indices((16, 24, 20)).astype(np.float32)
     for i in range(9):
@@ -81,5 +107,4 @@ def preprocessed_3d_dataset(nnunet_env):
         "channel_names": {"0": "synthetic"}, "labels": {"background": 0, "blob": 1, "spot": 2},
         "numTraining": 8, "file_ending": ".nii.gz"}))
     run_cli([nnunet_command("nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_3D_ID), "-c", "3d_fullres",
-             "-np", "2"], nnunet_env)
-    return folder
+             "-np", "2"], env)

@@ -11,6 +11,7 @@ TESTS = Path(__file__).parent
 USER_TRAINER_FOLDER = TESTS / "ext_trainers"
 DATASET_ID = 991
 DATASET_3D_ID = 993
+DATASET_NAME = f"Dataset{DATASET_ID}_DBCEDemo"  # the folder write_synthetic_dataset writes
 # A study of one fold, one epoch of 2 iterations, batch 2 and 8 first-stage features: a minute per run.
 TINY_STUDY = ["-c", "2d", "-f", "0", "--epochs", "1", "--iterations", "2", "--val-iterations", "1", "--batch-size",
               "2", "--features", "8", "--disable-tta"]
