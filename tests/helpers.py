@@ -1,4 +1,6 @@
 """Helpers the tests share: dataset ids, the user's trainer folder, running nnU-Net's commands, building trainers."""
+import math
+import re
 import subprocess
 from copy import deepcopy
 from pathlib import Path
@@ -57,3 +59,11 @@ def logged_and_reference(trainer, batch, terms):
     expected = sum(factor * terms(out.double(), t, w) for factor, out, t, w in
                    zip(trainer.loss.weight_factors, outputs, batch["target"], weights) if factor != 0)
     return logged, expected
+
+
+def training_log_with_finite_losses(fold: Path) -> str:
+    """The run's (newest) training log, after checking it logged finite train and validation losses of two epochs."""
+    log = max(fold.glob("training_log_*.txt"), key=lambda path: path.stat().st_mtime).read_text()
+    losses = [float(v) for v in re.findall(r"(?:train|val)_loss (\S+)", log)]
+    assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
+    return log
