@@ -61,6 +61,36 @@ def test_focal_loss_gamma_0_is_cross_entropy_and_gradients_are_right():
     assert torch.autograd.gradcheck(lambda x: FocalLoss(2.0)(x, small_target), (small_logits,))
 
 
+def test_focal_loss_default_gamma_is_the_papers_and_one_annotated_voxel_is_its_own_mean():
+    logits, target = random_inputs(seed=5)
+    assert FocalLoss()(logits, target).item() == pytest.approx(focal_voxel_loop(logits.detach(), target, 2.0),
+                                                               rel=1e-10)
+    target = torch.full_like(target, 7)
+    target[1, 0, 2, 3] = 1
+    p = torch.softmax(logits.detach()[1, :, 2, 3], 0)[1].item()
+    assert FocalLoss(ignore_index=7)(logits, target).item() == pytest.approx(-(1 - p) ** 2 * math.log(p), rel=1e-10)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: FocalLoss(gamma=-0.5), "gamma must be >= 0, got -0.5"),
+    (lambda: FocalTverskyLoss(alpha=-0.1), "alpha, beta >= 0 and gamma > 0, got -0.1, 0.3"),
+    (lambda: FocalTverskyLoss(beta=-0.1), "alpha, beta >= 0 and gamma > 0, got 0.7, -0.1"),
+    (lambda: FocalTverskyLoss(gamma=0.0), "alpha, beta >= 0 and gamma > 0, got 0.7, 0.3, 0.0")])
+def test_focal_losses_refuse_settings_out_of_range(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_focal_tversky_accepts_the_edges_of_its_range():
+    """alpha = 0 or beta = 0 (Tversky without one error term) and gamma below 1 are valid settings."""
+    logits, target = random_inputs(seed=7)
+    for alpha, beta, gamma in ((0.0, 1.0, 0.5), (1.0, 0.0, 0.75)):
+        value = FocalTverskyLoss(alpha, beta, gamma)(logits, target)
+        reference = MonaiTverskyLoss(include_background=False, to_onehot_y=True, softmax=True, alpha=beta, beta=alpha,
+                                     smooth_nr=1e-5, smooth_dr=1e-5, batch=True, reduction="none")(logits, target)
+        assert value.item() == pytest.approx(reference.pow(1 / gamma).mean().item(), rel=1e-10)
+
+
 @pytest.mark.parametrize("batch_dice", [True, False])
 def test_focal_tversky_matches_monai_tversky(batch_dice):
     logits, target = random_inputs((3, 3, 6, 5), seed=1)
