@@ -118,11 +118,14 @@ def ball_kernel(radius: float, scale: tuple) -> np.ndarray:
     return (squared <= radius ** 2 * (1 + BALL_TOLERANCE)).astype(np.uint8)
 
 
-# OpenCV's dilation costs about (voxels x kernel points dilated), the distance transform about voxels x a constant.
-# Measured crossovers (scripts/benchmark_weight_maps.py --dilation): ~1500 points in 2D, ~800 in 3D, where
-# the points are those of the distinct discs (one per offset along axis 0, both signs share one). OpenCV up to
-# these, with some margin, the distance transform beyond (2D: discs up to R = 19; 3D isotropic: balls up to R = 6).
-MAX_KERNEL_WORK = {2: 1200, 3: 600}
+# The cost of each exact dilation in whole passes over the box (scripts/benchmark_weight_maps.py --dilation, 3D
+# box 100^3): OpenCV's kernel dilation ~0.35 pass per kernel point (``kernel_work``), the runs ~1 pass per OR of
+# two boxes (``run_passes``), the distance transform ~300 passes whatever the radius. In 2D OpenCV's kernels are
+# cheaper (crossover with the distance transform at ~1500 points) and the runs never win. With some margin: 2D
+# discs up to R = 19 go to OpenCV; isotropic 3D balls up to R = 3 to OpenCV, R = 4-13 to the runs, larger ones
+# to the distance transform.
+MAX_KERNEL_WORK = {2: 1200, 3: 150}
+MAX_RUN_PASSES = 300
 
 
 def dilate_with_distance_transform(mask: np.ndarray, radius: float, scale: np.ndarray) -> np.ndarray:
@@ -159,15 +162,83 @@ def kernel_work(kernel: np.ndarray) -> int:
     return int(np.count_nonzero(kernel if kernel.ndim == 2 else kernel[kernel.shape[0] // 2:]))
 
 
+@lru_cache(maxsize=64)
+def ball_runs(radius: float, scale: tuple) -> tuple:
+    """The 3D ball of ``ball_kernel`` as runs along the last axis: a tuple of ``(depth, half_widths)``, one per
+    distinct disc, where ``half_widths[dy]`` is the half-width of the disc's run at row offset +-dy (rows with a
+    run only) and ``depth`` the largest offset along axis 0 that has this disc. The discs shrink away from the
+    centre, so the ball is the union over these of (disc) x (offsets -depth..depth along axis 0)."""
+    kernel = ball_kernel(radius, scale)
+    quarter = kernel[tuple(slice(n // 2, None) for n in kernel.shape)]
+    has_run = quarter.any(axis=2)
+    half_widths = quarter.shape[2] - 1 - np.argmax(quarter[:, :, ::-1], axis=2)
+    depth_of_disc = {}
+    for depth in range(quarter.shape[0]):
+        if has_run[depth, 0]:  # the outermost offset along axis 0 can be empty (BALL_TOLERANCE in the reach)
+            depth_of_disc[tuple(int(w) for w in half_widths[depth][has_run[depth]])] = depth
+    return tuple((depth, widths) for widths, depth in depth_of_disc.items())
+
+
+def run_passes(radius: float, scale: tuple) -> int:
+    """ORs of two boxes ``dilate_with_runs`` makes (copies counted as ORs): three per unit of the widest run, two
+    per row of every disc, and two per disc for its depth."""
+    runs = ball_runs(radius, scale)
+    widest = max(widths[0] for _, widths in runs)
+    return 3 * widest + sum(2 * len(widths) + 2 for _, widths in runs)
+
+
+def or_shifted(target: np.ndarray, source: np.ndarray, axis: int, shift: int) -> None:
+    """``target |= source`` moved by ``shift`` voxels along ``axis`` (bool arrays of one shape; what moves out of
+    the array is dropped)."""
+    size = source.shape[axis]
+    if abs(shift) >= size:
+        return
+    before = (slice(None),) * axis
+    to, source_part = (slice(shift, None), slice(None, size - shift)) if shift >= 0 else \
+        (slice(None, shift), slice(-shift, None))
+    np.bitwise_or(target[before + (to,)], source[before + (source_part,)], out=target[before + (to,)])
+
+
+def dilate_with_runs(mask: np.ndarray, radius: float, scale: tuple) -> np.ndarray:
+    """3D binary dilation by the ball of ``ball_kernel`` from its runs (``ball_runs``): the mask widened along the
+    last axis once per run half-width (shifted ORs), each distinct disc as the OR of those widened masks at its row
+    offsets, each disc dilated along axis 0 by its depth (OpenCV, a column kernel), and the discs OR-ed. Cost:
+    ``run_passes`` whole-box passes, growing about as R^2 instead of the kernel's R^3."""
+    runs = ball_runs(radius, scale)
+    widened = [mask]
+    for width in range(1, max(widths[0] for _, widths in runs) + 1):
+        wider = widened[-1].copy()
+        or_shifted(wider, mask, 2, width)
+        or_shifted(wider, mask, 2, -width)
+        widened.append(wider)
+    dilated = None
+    for depth, widths in runs:
+        disc = widened[widths[0]].copy()
+        for row, width in enumerate(widths[1:], start=1):
+            or_shifted(disc, widened[width], 1, row)
+            or_shifted(disc, widened[width], 1, -row)
+        if depth:
+            column = np.ones((2 * depth + 1, 1), np.uint8)
+            disc = cv2.dilate(disc.view(np.uint8).reshape(mask.shape[0], -1), column).reshape(mask.shape).view(bool)
+        if dilated is None:
+            dilated = disc
+        else:
+            np.bitwise_or(dilated, disc, out=dilated)
+    return dilated
+
+
 def dilate(mask: np.ndarray, radius: float, scale: np.ndarray) -> np.ndarray:
     """``mask`` (bool, C-contiguous) dilated by the ball of ``radius``; ``mask`` must extend at least ``radius``
-    beyond its voxels. OpenCV with the ball as kernel while its discs are small, else the distance transform:
-    both are exact and give identical masks."""
+    beyond its voxels. The cheapest of three exact dilations, which give identical masks: OpenCV with the ball as
+    kernel while its discs are small, in 3D the runs while they are few, else the distance transform."""
     if radius == 0:
         return mask
-    kernel = ball_kernel(radius, tuple(scale.tolist()))
+    scale_key = tuple(scale.tolist())
+    kernel = ball_kernel(radius, scale_key)
     if kernel_work(kernel) <= MAX_KERNEL_WORK[mask.ndim]:
         return dilate_with_kernel(mask, kernel)
+    if mask.ndim == 3 and run_passes(radius, scale_key) <= MAX_RUN_PASSES:
+        return dilate_with_runs(mask, radius, scale_key)
     return dilate_with_distance_transform(mask, radius, scale)
 
 

@@ -131,25 +131,38 @@ def deep_supervision_scales(patch):
 
 
 def dilation_crossover():
-    """OpenCV kernel dilation against the distance transform on a grown box around a large structure."""
-    from nnunetv2_dbce.weight_maps import ball_kernel, dilate_with_distance_transform, dilate_with_kernel, kernel_work
+    """The three exact dilations (OpenCV kernel, runs in 3D, distance transform) on a grown box around a large
+    structure, with the work figures ``dilate`` chooses by (kernel points, run passes)."""
+    from nnunetv2_dbce.weight_maps import (
+        ball_kernel,
+        dilate_with_distance_transform,
+        dilate_with_kernel,
+        dilate_with_runs,
+        kernel_work,
+        run_passes,
+    )
 
     for shape, radius_of_structure in (((256, 256), 90), ((512, 512), 200), ((100, 100, 100), 40)):
         grid = np.indices(shape)
         mask = (((grid - np.reshape(shape, (-1, *[1] * len(shape))) / 2) ** 2).sum(0) <= radius_of_structure ** 2)
         scale = np.ones(len(shape))
-        for radius in (3, 5, 7, 10, 14, 20):
+        for radius in (3, 4, 5, 7, 10, 14, 20):
             kernel = ball_kernel(float(radius), tuple(scale))
+            dilations = [partial(dilate_with_kernel, mask, kernel),
+                         partial(dilate_with_distance_transform, mask, radius, scale)]
+            if len(shape) == 3:
+                dilations.append(partial(dilate_with_runs, mask, float(radius), tuple(scale)))
             timings = []
-            for dilation in (partial(dilate_with_kernel, mask, kernel),
-                             partial(dilate_with_distance_transform, mask, radius, scale)):
+            for dilation in dilations:
                 dilation()
                 start = time.perf_counter()
                 for _ in range(5):
                     dilation()
                 timings.append((time.perf_counter() - start) / 5 * 1000)
+            runs = f", runs {timings[2]:6.2f} ms ({run_passes(float(radius), tuple(scale))} passes)" \
+                if len(shape) == 3 else ""
             print(f"box {'x'.join(map(str, shape))}, R = {radius:2d}: kernel work {kernel_work(kernel):6d} points, "
-                  f"OpenCV {timings[0]:7.2f} ms, distance transform {timings[1]:6.2f} ms")
+                  f"OpenCV {timings[0]:7.2f} ms, distance transform {timings[1]:6.2f} ms{runs}")
 
 
 def plot_cost(path: Path, radii=(0, 2, 5, 10, 20)) -> None:

@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 
 from nnunetv2_dbce import dilated_balanced_weights, weight_maps
-from nnunetv2_dbce.weight_maps import axis_scale, ball_kernel, dilate_with_distance_transform, dilate_with_kernel
+from nnunetv2_dbce.weight_maps import (
+    axis_scale,
+    ball_kernel,
+    dilate_with_distance_transform,
+    dilate_with_kernel,
+    dilate_with_runs,
+)
 from reference import ball_structuring_element, reference_weights
 
 
@@ -167,22 +173,42 @@ def test_many_labels_match_reference():
 @pytest.mark.parametrize("shape, spacing", [((31, 27), None), ((19, 25), (1.0, 2.3)), ((9, 17, 14), None),
                                             ((7, 15, 13), (2.5, 0.9, 1.0)), ((2, 9, 9), None)])
 @pytest.mark.parametrize("radius", [0.5, 1, 2, math.sqrt(8), 3.5, 6])
-def test_opencv_and_distance_transform_dilations_are_identical(shape, spacing, radius):
-    """Both dilation paths are exact: the same voxels on random masks (the kernel path is the fast one for
-    small radii, the distance transform the one for large radii)."""
+def test_opencv_runs_and_distance_transform_dilations_are_identical(shape, spacing, radius):
+    """The dilation paths are exact: the same voxels on random masks (the kernel path is the fast one for
+    small radii, in 3D the runs for middle ones, the distance transform the one for large radii)."""
     rng = np.random.default_rng(len(shape) * 100 + int(radius * 10))
     scale = axis_scale(spacing, len(shape))
     kernel = ball_kernel(float(radius), tuple(scale))
     for density in (0.02, 0.3):
         mask = rng.random(shape) < density
-        np.testing.assert_array_equal(dilate_with_kernel(mask, kernel),
-                                      dilate_with_distance_transform(mask, radius, scale))
+        expected = dilate_with_distance_transform(mask, radius, scale)
+        np.testing.assert_array_equal(dilate_with_kernel(mask, kernel), expected)
+        if len(shape) == 3:
+            np.testing.assert_array_equal(dilate_with_runs(mask, float(radius), tuple(scale)), expected)
 
 
-def test_weight_maps_through_the_distance_transform_match_reference(monkeypatch):
+@pytest.mark.parametrize("max_run_passes", [0, 10 ** 6])
+def test_weight_maps_through_the_distance_transform_or_the_runs_match_reference(monkeypatch, max_run_passes):
     monkeypatch.setattr(weight_maps, "MAX_KERNEL_WORK", {2: 0, 3: 0})
+    monkeypatch.setattr(weight_maps, "MAX_RUN_PASSES", max_run_passes)
     rng = np.random.default_rng(11)
     for shape, spacing in (((17, 23), None), ((6, 9, 11), (2.0, 1.0, 1.0))):
         label_map = random_label_map(rng, shape, num_classes=3, ignore_label=9)
         np.testing.assert_allclose(dilated_balanced_weights(label_map, 2.5, spacing, ignore_label=9),
                                    reference_weights(label_map, 2.5, spacing, ignore_label=9), rtol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [(1.0, 1.0, 1.0), (2.5, 1.0, 1.0), (1.0, 1.3, 1.7), (3.0, 3.0, 1.0)])
+def test_ball_runs_rebuild_the_ball(scale):
+    """The union over the distinct discs of (disc rows of the listed half-widths) x (offsets -depth..depth along
+    axis 0) is exactly ``ball_kernel``, radii on and between the integers and on sphere points such as 5."""
+    from nnunetv2_dbce.weight_maps import ball_runs
+    for radius in (0.5, 1.0, 2.0, math.sqrt(8), 3.5, 5.0, 6.0, 7.5, 10.0, 12.2):
+        kernel = ball_kernel(radius, scale)
+        reach = [n // 2 for n in kernel.shape]
+        rebuilt = np.zeros_like(kernel)
+        for depth, widths in ball_runs(radius, scale):
+            for row, width in enumerate(widths):
+                rows = [reach[1] - row, reach[1] + row]
+                rebuilt[reach[0] - depth:reach[0] + depth + 1, rows, reach[2] - width:reach[2] + width + 1] = 1
+        np.testing.assert_array_equal(rebuilt, kernel, err_msg=f"radius {radius}, scale {scale}")
