@@ -37,25 +37,52 @@ def check_radius(radius: float | None) -> float:
 
 
 def axis_scale(spacing: Sequence[float] | None, ndim: int) -> np.ndarray:
-    """Per-axis voxel size in units of the finest axis, ``spacing / min(spacing)``; ones if isotropic."""
-    if spacing is None:
-        return np.ones(ndim)
-    sizes = np.asarray(spacing, dtype=np.float64)
+    """Per-axis voxel size in units of the finest axis, ``spacing / min(spacing)``; ones if isotropic.
+    Read-only (shared between calls with the same spacing)."""
+    return scale_of_spacing(None if spacing is None else tuple(np.asarray(spacing, np.float64).ravel().tolist()), ndim)
+
+
+@lru_cache(maxsize=64)
+def scale_of_spacing(spacing: tuple | None, ndim: int) -> np.ndarray:
+    """``axis_scale`` of a spacing given as a tuple of floats (cached: the transform calls it once per sample)."""
+    sizes = np.ones(ndim) if spacing is None else np.asarray(spacing, dtype=np.float64)
     if sizes.shape != (ndim,) or not np.all(np.isfinite(sizes)) or np.any(sizes <= 0):
         raise ValueError(f"spacing must give one positive, finite value per axis of the {ndim}D label map, "
                          f"got {sizes.tolist()}")
-    return sizes / sizes.min()
+    scale = sizes / sizes.min()
+    scale.setflags(write=False)
+    return scale
+
+
+# dtypes cv2.minMaxLoc reads (one SIMD pass for both extremes, ~2x numpy's min and max)
+MIN_MAX_LOC_DTYPES = frozenset(np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16, np.int32, np.float32,
+                                                     np.float64))
+
+
+def label_range(label_map: np.ndarray) -> tuple[int, int]:
+    """Smallest and largest label of a non-empty 2D or 3D integer map, in one pass."""
+    if label_map.dtype in MIN_MAX_LOC_DTYPES and label_map.flags.c_contiguous:
+        smallest, largest, _, _ = cv2.minMaxLoc(label_map.reshape(label_map.shape[0], -1))
+        return int(smallest), int(largest)
+    return int(label_map.min()), int(label_map.max())
 
 
 def as_label_map(label_map: np.ndarray, ignore_label: int | None = None) -> np.ndarray:
     """Validate a 2D/3D map of non-negative integer labels (float maps must hold whole numbers)."""
+    return label_map_and_max(label_map, ignore_label)[0]
+
+
+def label_map_and_max(label_map: np.ndarray, ignore_label: int | None = None) -> tuple[np.ndarray, int]:
+    """``as_label_map`` and the largest label (0 for an empty map)."""
     label_map = np.asarray(label_map)
     if label_map.ndim not in (2, 3):
         raise ValueError(f"label_map must be a 2D or 3D array of labels with no channel axis, "
                          f"got shape {label_map.shape}")
+    if ignore_label is not None and ignore_label <= 0:
+        raise ValueError(f"ignore_label must be > 0 (0 is the background), got {ignore_label}")
     if label_map.dtype == bool:
-        return label_map.astype(np.uint8)
-    if not np.issubdtype(label_map.dtype, np.integer):
+        label_map = label_map.view(np.uint8)
+    elif not np.issubdtype(label_map.dtype, np.integer):
         if not np.issubdtype(label_map.dtype, np.floating):
             raise TypeError(f"label_map must hold integer labels, got dtype {label_map.dtype}")
         bad = ~np.isfinite(label_map) | (label_map != np.round(label_map))
@@ -63,11 +90,12 @@ def as_label_map(label_map: np.ndarray, ignore_label: int | None = None) -> np.n
             raise ValueError(f"label_map has non-integer values, e.g. {label_map[bad].flat[0]}: "
                              f"expected integer class labels")
         label_map = label_map.astype(np.int64)
-    if label_map.size and label_map.min() < 0:
-        raise ValueError(f"label_map has negative labels (min {label_map.min()}): expected labels >= 0")
-    if ignore_label is not None and ignore_label <= 0:
-        raise ValueError(f"ignore_label must be > 0 (0 is the background), got {ignore_label}")
-    return label_map
+    if not label_map.size:
+        return label_map, 0
+    smallest, largest = label_range(label_map)
+    if smallest < 0:
+        raise ValueError(f"label_map has negative labels (min {smallest}): expected labels >= 0")
+    return label_map, largest
 
 
 # Up to this many labels, one bounding box per label (a comparison and OpenCV's boundingRect) is faster than
@@ -94,9 +122,11 @@ def mask_box(mask: np.ndarray) -> tuple | None:
     return (rows, *box) if mask.ndim == 3 else box
 
 
-def label_boxes(label_map: np.ndarray) -> dict:
-    """Bounding box (a tuple of slices) of every label > 0 present in ``label_map``."""
-    max_label = int(label_map.max()) if label_map.size else 0
+def label_boxes(label_map: np.ndarray, max_label: int | None = None) -> dict:
+    """Bounding box (a tuple of slices) of every label > 0 present in ``label_map``; ``max_label``: its largest
+    label, when known."""
+    if max_label is None:
+        max_label = int(label_map.max()) if label_map.size else 0
     if max_label > PER_LABEL_MAX_LABELS:
         return {label: box for label, box in enumerate(ndimage.find_objects(label_map), start=1) if box is not None}
     boxes = {label: mask_box(label_map == label) for label in range(1, max_label + 1)}
@@ -170,7 +200,7 @@ def ball_runs(radius: float, scale: tuple) -> tuple:
     centre, so the ball is the union over these of (disc) x (offsets -depth..depth along axis 0)."""
     kernel = ball_kernel(radius, scale)
     quarter = kernel[tuple(slice(n // 2, None) for n in kernel.shape)]
-    has_run = quarter.any(axis=2)
+    has_run: np.ndarray = np.any(quarter, axis=2)
     half_widths = quarter.shape[2] - 1 - np.argmax(quarter[:, :, ::-1], axis=2)
     depth_of_disc = {}
     for depth in range(quarter.shape[0]):
@@ -211,7 +241,7 @@ def dilate_with_runs(mask: np.ndarray, radius: float, scale: tuple) -> np.ndarra
         or_shifted(wider, mask, 2, width)
         or_shifted(wider, mask, 2, -width)
         widened.append(wider)
-    dilated = None
+    discs = []
     for depth, widths in runs:
         disc = widened[widths[0]].copy()
         for row, width in enumerate(widths[1:], start=1):
@@ -220,10 +250,10 @@ def dilate_with_runs(mask: np.ndarray, radius: float, scale: tuple) -> np.ndarra
         if depth:
             column = np.ones((2 * depth + 1, 1), np.uint8)
             disc = cv2.dilate(disc.view(np.uint8).reshape(mask.shape[0], -1), column).reshape(mask.shape).view(bool)
-        if dilated is None:
-            dilated = disc
-        else:
-            np.bitwise_or(dilated, disc, out=dilated)
+        discs.append(disc)
+    dilated = discs[0]
+    for disc in discs[1:]:
+        np.bitwise_or(dilated, disc, out=dilated)
     return dilated
 
 
@@ -240,6 +270,21 @@ def dilate(mask: np.ndarray, radius: float, scale: np.ndarray) -> np.ndarray:
     if mask.ndim == 3 and run_passes(radius, scale_key) <= MAX_RUN_PASSES:
         return dilate_with_runs(mask, radius, scale_key)
     return dilate_with_distance_transform(mask, radius, scale)
+
+
+def banded_area(bands: list) -> int:
+    """Voxels in at least one band, for bands given as (grown box, band mask in it): counted in the box around all
+    of them."""
+    if len(bands) == 1:
+        return int(np.count_nonzero(bands[0][1]))
+    if not bands:
+        return 0
+    around = tuple(slice(min(box[a].start for box, _ in bands), max(box[a].stop for box, _ in bands))
+                   for a in range(len(bands[0][0])))
+    in_some_band = np.zeros(tuple(s.stop - s.start for s in around), dtype=bool)
+    for box, band in bands:
+        in_some_band[tuple(slice(b.start - o.start, b.stop - o.start) for b, o in zip(box, around))] |= band
+    return int(np.count_nonzero(in_some_band))
 
 
 def dilated_balanced_weights(label_map: np.ndarray, radius: float, spacing: Sequence[float] | None = None,
@@ -270,21 +315,19 @@ def dilated_balanced_weights(label_map: np.ndarray, radius: float, spacing: Sequ
     S. M. Hosseini, M. Soleymani Baghshah, *Dilated Balanced Cross Entropy Loss for Medical Image
     Segmentation*, arXiv:2412.06045, 2024.
     """
-    label_map = as_label_map(label_map, ignore_label)
+    label_map, max_label = label_map_and_max(label_map, ignore_label)
     radius = check_radius(radius)
     scale = axis_scale(spacing, label_map.ndim)
-    weights = np.zeros(label_map.shape, dtype=np.float32)  # calloc: zero pages cost nothing until written
 
-    boxes = label_boxes(label_map)
+    boxes = label_boxes(label_map, max_label)
     ignore_box = boxes.pop(ignore_label, None) if ignore_label is not None else None
     ignored = None if ignore_box is None else label_map[ignore_box] == ignore_label
     num_voxels = label_map.size - (0 if ignored is None else int(np.count_nonzero(ignored)))
     if num_voxels == 0:
-        return weights
+        return np.zeros(label_map.shape, dtype=np.float32)
 
     reach = np.floor(radius / scale * (1 + BALL_TOLERANCE)).astype(int)
     classes = {}  # label -> (grown box, class mask in it, dilated mask in it)
-    in_some_band = np.zeros(label_map.shape, dtype=bool)
     for label, box in boxes.items():
         grown = grown_box(box, reach, label_map.shape)
         crop = label_map[grown]
@@ -293,19 +336,19 @@ def dilated_balanced_weights(label_map: np.ndarray, radius: float, spacing: Sequ
         if ignored is not None:
             band &= crop != ignore_label
         classes[label] = (grown, is_label, band)
-        in_some_band[grown] |= band
 
-    background_area = num_voxels - int(np.count_nonzero(in_some_band))
+    background_area = num_voxels - banded_area([(grown, band) for grown, _, band in classes.values()])
     num_regions = len(classes) + (background_area > 0)
-    if background_area > 0:
-        weights.fill(num_voxels / (num_regions * background_area))
+    weights = np.empty(label_map.shape, dtype=np.float32)
+    weights.fill(num_voxels / (num_regions * background_area) if background_area > 0 else 0)
     class_weight = {label: np.float32(num_voxels / (num_regions * np.count_nonzero(band)))
                     for label, (_, _, band) in classes.items()}
     ascending = sorted(classes, key=class_weight.__getitem__)
-    for label in ascending:  # background in several bands: the last, largest weight stays
+    for label in ascending:  # a voxel in several bands: the last, largest weight stays
         grown, _, band = classes[label]
-        np.copyto(weights[grown], class_weight[label], where=band & (label_map[grown] == 0))
-    for label, (grown, is_label, _) in classes.items():
+        np.copyto(weights[grown], class_weight[label], where=band)
+    for label in ascending[:-1]:  # class voxels in a band of larger weight; the last class's voxels already have it
+        grown, is_label, _ = classes[label]
         np.copyto(weights[grown], class_weight[label], where=is_label)
     if ignored is not None:
         np.copyto(weights[ignore_box], 0, where=ignored)

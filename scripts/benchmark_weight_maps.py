@@ -67,6 +67,7 @@ CASES = {
                                                      structures=[(1, 40), (2, 30), (3, 25)]),
     "3D 128^3, 20 classes (radii 8-25)": dict(patch=(128, 128, 128), structures=scattered(20, (8, 25))),
     "3D 128^3, 120 classes (radii 4-14)": dict(patch=(128, 128, 128), structures=scattered(120, (4, 14))),
+    "3D 128^3, 1 class covering ~half": dict(patch=(128, 128, 128), structures=[(1, 63)]),
     "2D 512^2, 2 classes (radii 80, 6)": dict(patch=(512, 512), structures=[(1, 80), (2, 6)]),
     "2D 512^2, 1 class covering ~half": dict(patch=(512, 512), structures=[(1, 220)]),
     "2D 512^2, 3 organ-sized (radii 90, 60, 50)": dict(patch=(512, 512), structures=[(1, 90), (2, 60), (3, 50)]),
@@ -197,7 +198,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats-2d", type=int, default=300, help="augmented samples per 2D case")
     parser.add_argument("--repeats-3d", type=int, default=60, help="augmented samples per 3D case")
-    parser.add_argument("--radii", type=float, nargs="+", default=[5, 10])
+    parser.add_argument("--radii", type=float, nargs="+", default=[5, 10, 20])
     parser.add_argument("--cases", nargs="+", help="substrings of the case names to run (default: all)")
     parser.add_argument("--naive-repeats", type=int, default=3, help="samples for the scipy binary_dilation row")
     parser.add_argument("--voxel-maps", action="store_true",

@@ -17,29 +17,37 @@ VOXEL_MAP_KEY = "voxel_map"
 
 
 @lru_cache(maxsize=512)
-def nearest_exact_source(size_in: int, size_out: int) -> slice | torch.Tensor:
+def nearest_exact_source(size_in: int, size_out: int) -> slice | np.ndarray:
     """The input index each output index takes when ``interpolate(mode='nearest-exact')`` resizes an axis from
     ``size_in`` to ``size_out``, read off torch itself (an index ramp through the same call): a ``slice`` when
-    they are evenly spaced (always, for nnU-Net's power-of-two scales of divisible sizes), else an index tensor."""
+    they are evenly spaced (always, for nnU-Net's power-of-two scales of divisible sizes), else an index array."""
     ramp = torch.arange(size_in, dtype=torch.float64)[None, None]
-    source = interpolate(ramp, size=size_out, mode="nearest-exact")[0, 0].long()
-    steps = torch.diff(source)
-    if size_out > 1 and torch.all(steps == steps[0]) and steps[0] > 0:
+    source = interpolate(ramp, size=size_out, mode="nearest-exact")[0, 0].long().numpy()
+    steps = np.diff(source)
+    if size_out > 1 and np.all(steps == steps[0]) and steps[0] > 0:
         return slice(int(source[0]), int(source[-1]) + 1, int(steps[0]))
     return source
 
 
-def sample_like_segmentation(voxel_map: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+def sample_like_segmentation(voxel_map: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     """Resample a (K, X, Y[, Z]) map to ``shape`` exactly as ``DownsampleSegForDSTransform`` resamples the
     segmentation (``interpolate(..., mode='nearest-exact')`` to the same size), so both stay aligned: per axis,
-    the same source voxels, picked by a strided view where possible instead of a call to ``interpolate``."""
+    the same source voxels, picked by a strided numpy view where possible (no copy, no call to ``interpolate``)."""
+    sources = sources_per_axis(tuple(voxel_map.shape[1:]), tuple(shape))
+    if all(isinstance(source, slice) for source in sources):
+        return voxel_map[(slice(None),) + sources]
     sampled = voxel_map
-    for axis, (size_in, size_out) in enumerate(zip(voxel_map.shape[1:], shape), start=1):
-        if size_in != size_out:
-            source = nearest_exact_source(size_in, size_out)
-            sampled = sampled[(slice(None),) * axis + (source,)] if isinstance(source, slice) \
-                else sampled.index_select(axis, source)
+    for axis, source in enumerate(sources, start=1):
+        sampled = sampled[(slice(None),) * axis + (source,)] if isinstance(source, slice) \
+            else np.take(sampled, source, axis=axis)
     return sampled
+
+
+@lru_cache(maxsize=512)
+def sources_per_axis(shape_in: tuple, shape_out: tuple) -> tuple:
+    """``nearest_exact_source`` of every spatial axis (a whole-axis slice where the size stays)."""
+    return tuple(slice(None) if size_in == size_out else nearest_exact_source(size_in, size_out)
+                 for size_in, size_out in zip(shape_in, shape_out))
 
 
 def average_to(voxel_map: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
@@ -146,8 +154,11 @@ class VoxelMapTransform(BasicTransform):
         if computed.ndim != len(spatial) + 1 or computed.shape[1:] != spatial:
             raise ValueError(f"the voxel map function returned shape {computed.shape} for a patch of shape {spatial}: "
                              f"expected {spatial} or (K, {', '.join(map(str, spatial))})")
-        voxel_map = torch.from_numpy(computed)
-        resample = average_to if self.continuous else sample_like_segmentation
-        data_dict[VOXEL_MAP_KEY] = [resample(voxel_map, s.shape[1:]) for s in segmentation] if per_scale \
-            else voxel_map
+        if not per_scale:
+            data_dict[VOXEL_MAP_KEY] = torch.from_numpy(computed)
+        elif self.continuous:
+            data_dict[VOXEL_MAP_KEY] = [average_to(torch.from_numpy(computed), s.shape[1:]) for s in segmentation]
+        else:
+            data_dict[VOXEL_MAP_KEY] = [torch.from_numpy(sample_like_segmentation(computed, s.shape[1:]))
+                                        for s in segmentation]
         return data_dict
