@@ -61,7 +61,8 @@ MIN_MAX_LOC_DTYPES = frozenset(np.dtype(t) for t in (np.uint8, np.int8, np.uint1
 
 def label_range(label_map: np.ndarray) -> tuple[int, int]:
     """Smallest and largest label of a non-empty 2D or 3D integer map, in one pass."""
-    if label_map.dtype in MIN_MAX_LOC_DTYPES and label_map.flags.c_contiguous:
+    rows_of_an_image = label_map.ndim == 2 and label_map.strides[1] == label_map.itemsize  # e.g. a cropped patch
+    if label_map.dtype in MIN_MAX_LOC_DTYPES and (label_map.flags.c_contiguous or rows_of_an_image):
         smallest, largest, _, _ = cv2.minMaxLoc(label_map.reshape(label_map.shape[0], -1))
         return int(smallest), int(largest)
     return int(label_map.min()), int(label_map.max())
@@ -193,6 +194,12 @@ def kernel_work(kernel: np.ndarray) -> int:
 
 
 @lru_cache(maxsize=64)
+def ball_kernel_work(radius: float, scale: tuple) -> int:
+    """``kernel_work`` of ``ball_kernel(radius, scale)`` (cached: ``dilate`` asks once per class and patch)."""
+    return kernel_work(ball_kernel(radius, scale))
+
+
+@lru_cache(maxsize=64)
 def ball_runs(radius: float, scale: tuple) -> tuple:
     """The 3D ball of ``ball_kernel`` as runs along the last axis: a tuple of ``(depth, half_widths)``, one per
     distinct disc, where ``half_widths[dy]`` is the half-width of the disc's run at row offset +-dy (rows with a
@@ -264,9 +271,8 @@ def dilate(mask: np.ndarray, radius: float, scale: np.ndarray) -> np.ndarray:
     if radius == 0:
         return mask
     scale_key = tuple(scale.tolist())
-    kernel = ball_kernel(radius, scale_key)
-    if kernel_work(kernel) <= MAX_KERNEL_WORK[mask.ndim]:
-        return dilate_with_kernel(mask, kernel)
+    if ball_kernel_work(radius, scale_key) <= MAX_KERNEL_WORK[mask.ndim]:
+        return dilate_with_kernel(mask, ball_kernel(radius, scale_key))
     if mask.ndim == 3 and run_passes(radius, scale_key) <= MAX_RUN_PASSES:
         return dilate_with_runs(mask, radius, scale_key)
     return dilate_with_distance_transform(mask, radius, scale)

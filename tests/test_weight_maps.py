@@ -212,3 +212,16 @@ def test_ball_runs_rebuild_the_ball(scale):
                 rows = [reach[1] - row, reach[1] + row]
                 rebuilt[reach[0] - depth:reach[0] + depth + 1, rows, reach[2] - width:reach[2] + width + 1] = 1
         np.testing.assert_array_equal(rebuilt, kernel, err_msg=f"radius {radius}, scale {scale}")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.uint16, np.int32, np.uint32, np.int64])
+def test_label_range_of_whole_and_cropped_maps(dtype):
+    """The one-pass range (OpenCV where it reads the layout, numpy otherwise) equals numpy's min and max, also on
+    crops that are not contiguous, as nnU-Net's transforms hand them over when they only crop."""
+    from nnunetv2_dbce.weight_maps import label_range
+    rng = np.random.default_rng(3)
+    for shape in ((37, 41), (9, 12, 14)):
+        whole = rng.integers(0, 100, shape).astype(dtype)
+        whole.flat[rng.integers(whole.size)] = 0 if np.issubdtype(dtype, np.unsignedinteger) else -5
+        for label_map in (whole, whole[2:-3, 1:-2], whole[::2], whole[..., ::-1]):
+            assert label_range(label_map) == (int(label_map.min()), int(label_map.max()))
