@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from helpers import DATASET_3D_ID, DATASET_ID, DATASET_NAME, STUDY, TINY_STUDY, USER_TRAINER_FOLDER, run_cli
+from helpers import (
+    DATASET_3D_ID,
+    DATASET_3D_NAME,
+    DATASET_ID,
+    DATASET_NAME,
+    STUDY,
+    TINY_STUDY,
+    USER_TRAINER_FOLDER,
+    run_cli,
+)
 from nnunetv2_dbce.tools.nnunet import nnunet_command
 from nnunetv2_dbce.tools.synthetic import write_synthetic_dataset
 
@@ -78,7 +87,7 @@ def plans_and_dataset_json(preprocessed_dataset, nnunet_env, monkeypatch):
 def preprocessed_3d_dataset(nnunet_env, tmp_path_factory):
     """Dataset993: 8 training and 1 test 3D NIfTI volumes (16x24x20 voxels, spacing 2.5 x 1 x 1 mm) with a
     large ellipsoid (label 1) and a small sphere (label 2), planned and preprocessed (3d_fullres) by nnU-Net."""
-    return made_once(tmp_path_factory, nnunet_env, f"Dataset{DATASET_3D_ID}_DBCE3D", write_3d_dataset)
+    return made_once(tmp_path_factory, nnunet_env, DATASET_3D_NAME, write_3d_dataset)
 
 
 def write_3d_dataset(env):
@@ -86,7 +95,7 @@ def write_3d_dataset(env):
     import numpy as np
     import SimpleITK as sitk
 
-    folder = Path(env["nnUNet_raw"]) / f"Dataset{DATASET_3D_ID}_DBCE3D"
+    folder = Path(env["nnUNet_raw"]) / DATASET_3D_NAME
     rng = np.random.default_rng(0)
     grid = np.indices((16, 24, 20)).astype(np.float32)
     for i in range(9):

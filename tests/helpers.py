@@ -14,6 +14,7 @@ USER_TRAINER_FOLDER = TESTS / "ext_trainers"
 DATASET_ID = 991
 DATASET_3D_ID = 993
 DATASET_NAME = f"Dataset{DATASET_ID}_DBCEDemo"  # the folder write_synthetic_dataset writes
+DATASET_3D_NAME = f"Dataset{DATASET_3D_ID}_DBCE3D"  # the folder write_3d_dataset (conftest.py) writes
 # A study of one fold, one epoch of 2 iterations, batch 2 and 8 first-stage features: a minute per run.
 TINY_STUDY = ["-c", "2d", "-f", "0", "--epochs", "1", "--iterations", "2", "--val-iterations", "1", "--batch-size",
               "2", "--features", "8", "--disable-tta"]
