@@ -278,13 +278,16 @@ def dilate(mask: np.ndarray, radius: float, scale: np.ndarray) -> np.ndarray:
     return dilate_with_distance_transform(mask, radius, scale)
 
 
+def boxes_overlap(box: tuple, other: tuple) -> bool:
+    """Whether two boxes (tuples of slices with start and stop) share a voxel."""
+    return all(a.start < b.stop and b.start < a.stop for a, b in zip(box, other))
+
+
 def banded_area(bands: list) -> int:
     """Voxels in at least one band, for bands given as (grown box, band mask in it): counted in the box around all
     of them."""
-    if len(bands) == 1:
-        return int(np.count_nonzero(bands[0][1]))
-    if not bands:
-        return 0
+    if all(not boxes_overlap(a, b) for i, (a, _) in enumerate(bands) for b, _ in bands[i + 1:]):
+        return sum(int(np.count_nonzero(band)) for _, band in bands)
     around = tuple(slice(min(box[a].start for box, _ in bands), max(box[a].stop for box, _ in bands))
                    for a in range(len(bands[0][0])))
     in_some_band = np.zeros(tuple(s.stop - s.start for s in around), dtype=bool)
