@@ -110,7 +110,7 @@ def test_interrupting_the_study_stops_every_run(tmp_path):
     begin = time.monotonic()
     with pytest.raises(SystemExit, match="stopped 2 run"):
         scheduler.run()
-    # the runs would sleep 60 s; a child that missed its SIGINT (seen once under load, while starting up) is
+    # the runs would sleep 60 s; a child that outlives its SIGINT (seen once, under CI load, sent right after start) is
     # SIGKILLed after STOP_GRACE_SECONDS, so the bound leaves room for that and still catches waiting for the runs
     assert time.monotonic() - begin < STOP_GRACE_SECONDS + 20 < 60
     for process, _, _ in scheduler.running.values():
