@@ -43,17 +43,6 @@ def sample_like_segmentation(voxel_map: np.ndarray, shape: Sequence[int]) -> np.
     return sampled
 
 
-@lru_cache(maxsize=64)
-def scale_indices(spatial: tuple, shapes: tuple) -> tuple | None:
-    """One numpy index per shape in ``shapes`` that samples a (K, *spatial) map to it as
-    ``sample_like_segmentation`` does, when every axis of every shape is sampled by a slice (nnU-Net's scales:
-    strided views, found once per patch shape); else None."""
-    sources = [sources_per_axis(spatial, shape) for shape in shapes]
-    if all(isinstance(source, slice) for per_axis in sources for source in per_axis):
-        return tuple((slice(None),) + per_axis for per_axis in sources)
-    return None
-
-
 @lru_cache(maxsize=512)
 def sources_per_axis(shape_in: tuple, shape_out: tuple) -> tuple:
     """``nearest_exact_source`` of every spatial axis (a whole-axis slice where the size stays)."""
@@ -170,9 +159,6 @@ class VoxelMapTransform(BasicTransform):
         elif self.continuous:
             data_dict[VOXEL_MAP_KEY] = [average_to(torch.from_numpy(computed), s.shape[1:]) for s in segmentation]
         else:
-            shapes = tuple(tuple(s.shape[1:]) for s in segmentation)
-            indices = scale_indices(computed.shape[1:], shapes)
-            sampled = [computed[index] for index in indices] if indices is not None \
-                else [sample_like_segmentation(computed, shape) for shape in shapes]
-            data_dict[VOXEL_MAP_KEY] = [torch.from_numpy(voxel_map) for voxel_map in sampled]
+            data_dict[VOXEL_MAP_KEY] = [torch.from_numpy(sample_like_segmentation(computed, s.shape[1:]))
+                                        for s in segmentation]
         return data_dict
