@@ -39,13 +39,17 @@ def check_radius(radius: float | None) -> float:
 def axis_scale(spacing: Sequence[float] | None, ndim: int) -> np.ndarray:
     """Per-axis voxel size in units of the finest axis, ``spacing / min(spacing)``; ones if isotropic.
     Read-only (shared between calls with the same spacing)."""
-    return scale_of_spacing(None if spacing is None else tuple(np.asarray(spacing, np.float64).ravel().tolist()), ndim)
+    if spacing is None:
+        return scale_of_spacing(None, (ndim,), ndim)
+    sizes = np.asarray(spacing, dtype=np.float64)
+    return scale_of_spacing(tuple(sizes.ravel().tolist()), sizes.shape, ndim)
 
 
 @lru_cache(maxsize=64)
-def scale_of_spacing(spacing: tuple | None, ndim: int) -> np.ndarray:
-    """``axis_scale`` of a spacing given as a tuple of floats (cached: the transform calls it once per sample)."""
-    sizes = np.ones(ndim) if spacing is None else np.asarray(spacing, dtype=np.float64)
+def scale_of_spacing(values: tuple | None, shape: tuple, ndim: int) -> np.ndarray:
+    """``axis_scale`` of a spacing given as its values (a flat tuple of floats) and its array shape, hashable for
+    the cache (the transform asks once per sample)."""
+    sizes = np.ones(ndim) if values is None else np.asarray(values, dtype=np.float64).reshape(shape)
     if sizes.shape != (ndim,) or not np.all(np.isfinite(sizes)) or np.any(sizes <= 0):
         raise ValueError(f"spacing must give one positive, finite value per axis of the {ndim}D label map, "
                          f"got {sizes.tolist()}")

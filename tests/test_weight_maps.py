@@ -145,6 +145,8 @@ def test_bad_label_maps_are_refused():
         dilated_balanced_weights(np.zeros((4, 4), np.int16), 1, ignore_label=0)
     with pytest.raises(ValueError, match=r"one positive, finite value per axis of the 2D label map, got \[1.0, 1.0, 1"):
         dilated_balanced_weights(np.zeros((4, 4), np.int16), 1, spacing=(1.0, 1.0, 1.0))
+    with pytest.raises(ValueError, match=r"per axis of the 2D label map, got \[\[1.0, 1.0\]\]"):
+        dilated_balanced_weights(np.zeros((4, 4), np.int16), 1, spacing=np.ones((1, 2)))  # not flattened
     with pytest.raises(TypeError, match="label_map must hold integer labels, got dtype complex128"):
         dilated_balanced_weights(np.zeros((4, 4), complex), 1)
     only_ignored = np.array([[0, 1], [0, 0]])  # label 1 may be the ignore label (nnU-Net: the highest label)
