@@ -227,3 +227,65 @@ def test_label_range_of_whole_and_cropped_maps(dtype):
         whole.flat[rng.integers(whole.size)] = 0 if np.issubdtype(dtype, np.unsignedinteger) else -5
         for label_map in (whole, whole[2:-3, 1:-2], whole[::2], whole[..., ::-1]):
             assert label_range(label_map) == (int(label_map.min()), int(label_map.max()))
+
+
+def test_boxes_overlap_only_when_they_share_a_voxel():
+    from nnunetv2_dbce.weight_maps import boxes_overlap
+    box = (slice(2, 5), slice(2, 5))
+    for axis in range(2):
+        for start, stop, shared in ((5, 8, False), (4, 8, True), (0, 2, False), (0, 3, True)):
+            other = list(box)
+            other[axis] = slice(start, stop)
+            assert boxes_overlap(box, tuple(other)) is shared
+            assert boxes_overlap(tuple(other), box) is shared
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_banded_area_counts_each_banded_voxel_once(ndim):
+    """Against a whole-array OR of the bands: disjoint, touching and overlapping boxes, none at the origin."""
+    from nnunetv2_dbce.weight_maps import banded_area
+    rng = np.random.default_rng(ndim)
+    shape = (30,) * ndim
+    for _ in range(40):
+        bands = []
+        for _ in range(rng.integers(1, 4)):
+            start = rng.integers(3, 20, ndim)
+            stop = start + rng.integers(1, 9, ndim)
+            bands.append((tuple(slice(a, b) for a, b in zip(start, stop)), rng.random(stop - start) < 0.6))
+        union = np.zeros(shape, bool)
+        for box, band in bands:
+            union[box] |= band
+        assert banded_area(bands) == np.count_nonzero(union)
+
+
+def test_label_boxes_and_largest_label_of_empty_and_background_maps():
+    from nnunetv2_dbce.weight_maps import label_boxes, label_map_and_max
+    for label_map in (np.zeros((0, 4), np.int16), np.zeros((5, 4), np.int16), np.zeros((3, 5, 4), np.uint8)):
+        assert label_boxes(label_map) == {}
+        assert label_map_and_max(label_map)[1] == 0
+    label_map = np.zeros((6, 7), np.int16)
+    label_map[1:3, 4:6] = 7
+    assert label_boxes(label_map) == {7: (slice(1, 3), slice(4, 6))}
+    assert label_map_and_max(label_map)[1] == 7
+    assert label_map_and_max(label_map.astype(np.float32))[1] == 7
+    assert label_boxes(label_map, max_label=7) == label_boxes(label_map)
+
+
+def test_as_label_map_checks_and_keeps_the_labels():
+    from nnunetv2_dbce.weight_maps import as_label_map
+    label_map = np.array([[0, 2], [1, 3]], np.float64)
+    result = as_label_map(label_map, ignore_label=3)
+    assert np.issubdtype(result.dtype, np.integer) and result.tolist() == [[0, 2], [1, 3]]
+    with pytest.raises(ValueError, match="ignore_label must be > 0"):
+        as_label_map(label_map, ignore_label=0)
+    with pytest.raises(ValueError, match="negative"):
+        as_label_map(-label_map)
+
+
+def test_bool_label_maps_weigh_as_their_uint8_copies():
+    label_map = np.zeros((20, 24), bool)
+    label_map[4:9, 10:13] = True
+    np.testing.assert_array_equal(dilated_balanced_weights(label_map, 2),
+                                  dilated_balanced_weights(label_map.astype(np.uint8), 2))
+    np.testing.assert_allclose(dilated_balanced_weights(label_map, 2),
+                               reference_weights(label_map.astype(np.uint8), 2), rtol=1e-5)
