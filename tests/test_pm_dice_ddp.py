@@ -47,3 +47,28 @@ def test_without_ddp_each_process_only_sees_its_half():
     logits, target = whole_batch()
     half_loss, _ = loss_and_grad(logits[:2], target[:2], ddp=False)
     assert not torch.isclose(half_loss, loss_and_grad(logits, target, ddp=False)[0])
+
+
+def test_sum_over_processes_in_this_process():
+    """Without a process group the tensor itself; in a one-process gloo group the sum over that one process, with
+    the upstream gradient passed through unchanged (the two-process test above runs in spawned workers, where
+    mutation testing cannot see which code it reaches)."""
+    import tempfile
+
+    from nnunetv2_dbce.losses.ddp import sum_over_processes
+    x = torch.arange(6, dtype=torch.float64).reshape(2, 3)
+    assert sum_over_processes(x) is x
+    with tempfile.TemporaryDirectory() as folder:
+        dist.init_process_group("gloo", init_method=f"file://{folder}/init", rank=0, world_size=1)
+        try:
+            leaf = x.clone().requires_grad_()
+            summed = sum_over_processes(leaf)
+            torch.testing.assert_close(summed, x)
+            upstream = torch.randn(2, 3, dtype=torch.float64)
+            summed.backward(upstream)
+            torch.testing.assert_close(leaf.grad, upstream)
+            logits, target = whole_batch()
+            torch.testing.assert_close(loss_and_grad(logits, target, ddp=True),
+                                       loss_and_grad(logits, target, ddp=False))
+        finally:
+            dist.destroy_process_group()

@@ -153,8 +153,19 @@ def test_transform_samples_label_maps_and_averages_continuous_ones():
     full = torch.from_numpy(two_channels(labels[0].numpy(), None))
     torch.testing.assert_close(averaged[1], full.reshape(2, 8, 2, 6, 2).mean((2, 4)))
     torch.testing.assert_close(averaged[2], full.reshape(2, 4, 4, 3, 4).mean((2, 4)))
-    with pytest.raises(ValueError, match=r"returned shape \(3, 3\) for a patch of shape \(16, 12\)"):
+    with pytest.raises(ValueError, match=r"returned shape \(3, 3\) for a patch of shape \(16, 12\): expected "
+                                         r"\(16, 12\) or \(K, 16, 12\)"):
         VoxelMapTransform(lambda label_map, spacing: np.zeros((3, 3)))(segmentation=labels)
+    with pytest.raises(ValueError, match=r"returned shape \(2, 16, 13\)"):
+        VoxelMapTransform(lambda label_map, spacing: np.zeros((2, 16, 13)))(segmentation=labels)
+    received = []
+
+    def spacing_and_float64(label_map, spacing):
+        received.append(spacing)
+        return label_map.astype(np.float64)
+
+    assert VoxelMapTransform(spacing_and_float64)(segmentation=labels)["voxel_map"].dtype == torch.float32
+    assert received == [(1.0, 1.0)]  # no spacing given: unit spacing
     with pytest.raises(TypeError, match="module-level function"):
         pickle.dumps(VoxelMapTransform(lambda label_map, spacing: label_map))
 
@@ -218,3 +229,133 @@ def test_documented_example_is_the_tested_trainer_file():
     documentation = (USER_TRAINER_FOLDER.parents[1] / "docs" / "voxel_maps.md").read_text()
     example = (USER_TRAINER_FOLDER / "my_voxel_map.py").read_text()
     assert example.strip() in documentation
+
+
+USER_MAP_MODULE = '''
+import map_neighbour
+
+
+class Maps:
+    @staticmethod
+    def scaled(label_map, spacing):
+        return map_neighbour.FACTOR * label_map.astype("float32")
+
+
+doubled = lambda label_map, spacing: 2 * label_map  # noqa: E731
+'''
+
+
+def test_map_function_of_a_module_pickle_cannot_import_travels_by_its_file(tmp_path):
+    """In-process round trip of what the worker test above does across processes: a function whose module is not
+    in sys.modules pickles as (file, module, qualified name) and loads from that file, neighbours importable only
+    while it loads; a function pickle can find travels as itself."""
+    import importlib.util
+
+    from nnunetv2_dbce.transforms.voxel_map import PicklableByFile, load_function
+    (tmp_path / "map_neighbour.py").write_text("FACTOR = 3.0\n")
+    (tmp_path / "user_maps_by_file.py").write_text(USER_MAP_MODULE)
+    spec = importlib.util.spec_from_file_location("user_maps_by_file", tmp_path / "user_maps_by_file.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(tmp_path))
+    sys.modules.pop("map_neighbour")
+    label_map = np.arange(6, dtype=np.int16).reshape(2, 3)
+    try:
+        loaded = pickle.loads(pickle.dumps(PicklableByFile(module.Maps.scaled)))
+        assert isinstance(loaded, PicklableByFile)
+        np.testing.assert_array_equal(loaded(label_map, (1.0, 1.0)), 3.0 * label_map)
+        assert sys.modules["user_maps_by_file"].__file__ == str(tmp_path / "user_maps_by_file.py")
+        assert str(tmp_path) not in sys.path
+        again = load_function(str(tmp_path / "user_maps_by_file.py"), "user_maps_by_file", "Maps.scaled")
+        assert again.function is loaded.function  # the module already loaded from that file is reused
+        with pytest.raises(ImportError, match="cannot import"):
+            load_function(str(tmp_path / "not_python.txt"), "user_maps_by_file", "Maps.scaled")
+        with pytest.raises(TypeError, match="module-level function"):  # a lambda has no name to load it by
+            pickle.dumps(PicklableByFile(module.doubled))
+        sys.modules["user_maps_by_file"] = type(sys)("user_maps_by_file")  # a module of that name, not from a file
+        from_file = load_function(str(tmp_path / "user_maps_by_file.py"), "user_maps_by_file", "Maps.scaled")
+        np.testing.assert_array_equal(from_file(label_map, spacing=(1.0, 1.0)), 3.0 * label_map)
+    finally:
+        sys.modules.pop("user_maps_by_file", None)
+        sys.modules.pop("map_neighbour", None)
+    def nested(label_map, spacing):
+        return label_map
+
+    class Unpicklable:
+        def __init__(self):
+            self.function = lambda label_map, spacing: label_map
+
+        def __call__(self, label_map, spacing):
+            return self.function(label_map, spacing)
+
+    for function in (nested, Unpicklable()):
+        with pytest.raises(TypeError, match="must be a module-level function or a picklable callable object"):
+            pickle.dumps(PicklableByFile(function))
+    by_reference = pickle.loads(pickle.dumps(PicklableByFile(reference_weights)))
+    assert by_reference.function is reference_weights
+    np.testing.assert_array_equal(by_reference(label_map, 1), reference_weights(label_map, 1))
+
+
+def test_continuous_maps_are_block_means_in_3d_and_untouched_at_full_resolution():
+    from nnunetv2_dbce.transforms.voxel_map import average_to
+    full = torch.arange(2 * 4 * 6 * 8, dtype=torch.float32).reshape(2, 4, 6, 8)
+    assert average_to(full, (4, 6, 8)) is full
+    torch.testing.assert_close(average_to(full, (2, 3, 4)), full.reshape(2, 2, 2, 3, 2, 4, 2).mean((2, 4, 6)))
+    torch.testing.assert_close(average_to(full[:, 0], (3, 4)), full[:, 0].reshape(2, 3, 2, 4, 2).mean((2, 4)))
+
+
+def test_boundary_loss_edge_cases_and_its_sum_with_a_region_loss():
+    """All voxels ignored gives 0, mismatched spatial shapes are refused, half-precision logits are computed in
+    fp32, and the region + alpha * boundary sum follows alpha as it is changed from outside."""
+    from nnunetv2_dbce import RegionAndBoundaryLoss
+    generator = torch.Generator().manual_seed(3)
+    logits = torch.randn((2, 3, 6, 5), generator=generator, dtype=torch.float64)
+    target = torch.randint(0, 3, (2, 1, 6, 5), generator=generator)
+    maps = torch.randn((2, 2, 6, 5), generator=generator, dtype=torch.float64)
+    assert BoundaryLoss(ignore_index=7)(logits, torch.full_like(target, 7), maps).item() == 0
+    with pytest.raises(ValueError, match=r"\(B, 2, \.\.\.\) distance maps"):
+        BoundaryLoss()(logits, target, maps[:, :, :5])
+    half = BoundaryLoss()(logits.to(torch.bfloat16), target, maps.float())
+    assert half.dtype == torch.float32
+    assert half.item() == pytest.approx(BoundaryLoss()(logits.to(torch.bfloat16).double(), target, maps).item(),
+                                        rel=1e-5)
+
+    def region(output, labels):
+        return torch.nn.functional.cross_entropy(output, labels[:, 0])
+
+    combined = RegionAndBoundaryLoss(region, BoundaryLoss())
+    boundary = BoundaryLoss()(logits, target, maps)
+    assert combined(logits, target, maps).item() == pytest.approx((region(logits, target) + 0.01 * boundary).item())
+    combined.alpha = 0.7
+    assert combined(logits, target, maps).item() == pytest.approx((region(logits, target) + 0.7 * boundary).item())
+
+
+def test_border_weighted_ce_without_ignore_label_and_with_everything_ignored():
+    generator = torch.Generator().manual_seed(4)
+    logits = torch.randn((2, 3, 4, 5), generator=generator, dtype=torch.float64)
+    target = torch.randint(0, 3, (2, 1, 4, 5), generator=generator)
+    weights = torch.rand((2, 1, 4, 5), generator=generator, dtype=torch.float64) * 5
+    ce = torch.nn.functional.cross_entropy(logits, target[:, 0], reduction="none")
+    assert BorderWeightedCELoss()(logits, target, weights).item() == pytest.approx((weights[:, 0] * ce).mean().item())
+    assert BorderWeightedCELoss(ignore_index=9)(logits, torch.full_like(target, 9), weights).item() == 0
+
+
+def test_one_annotated_voxel_is_its_own_mean_and_maps_keep_the_logits_precision():
+    """The means divide by the annotated voxels even when there is one (the clamp only guards 0), and fp64 maps do
+    not lift fp32 logits' loss to fp64."""
+    generator = torch.Generator().manual_seed(5)
+    logits = torch.randn((1, 2, 3, 4), generator=generator)
+    target = torch.full((1, 1, 3, 4), 7)
+    target[0, 0, 1, 2] = 1
+    maps = torch.randn((1, 1, 3, 4), generator=generator, dtype=torch.float64)
+    boundary = BoundaryLoss(ignore_index=7)(logits, target, maps)
+    assert boundary.dtype == torch.float32
+    assert boundary.item() == pytest.approx(torch.softmax(logits, 1)[0, 1, 1, 2].item() * maps[0, 0, 1, 2].item(),
+                                            rel=1e-6)
+    weights = torch.rand((1, 1, 3, 4), generator=generator) * 5
+    ce = torch.nn.functional.cross_entropy(logits[..., 1, 2], torch.tensor([1]))
+    assert BorderWeightedCELoss(ignore_index=7)(logits, target, weights).item() == pytest.approx(
+        (weights[0, 0, 1, 2] * ce).item(), rel=1e-6)
