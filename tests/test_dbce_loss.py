@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from nnunetv2_dbce import DBCELoss, dilated_balanced_weights
+from nnunetv2_dbce import DBCELoss, RegionDBCELoss, dilated_balanced_weights
 from reference import reference_weighted_ce
 
 
@@ -89,7 +89,20 @@ def test_fp16_extreme_logits_are_finite():
 
 def test_wrong_shapes_are_refused():
     logits, target, weights = random_inputs()
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ValueError, match=r"^DBCELoss expects target and weights of shape \(2, 1, 5, 6\)"):
         DBCELoss()(logits, target[:, 0], weights)
     with pytest.raises(ValueError, match="shape"):
         DBCELoss()(logits, target, weights[:1])
+
+
+def test_label_100_counts_without_an_ignore_label_and_the_loss_keeps_the_logits_precision():
+    """Without an ignore label no label is left out (not even torch's default ignore index 100 away from it), and
+    fp64 weight maps do not lift an fp32 loss to fp64."""
+    logits, target, weights = random_inputs(shape=(1, 101, 3, 2), seed=3, dtype=torch.float32)
+    target[0, 0, 0, 0] = 100
+    expected = hand_written_weighted_ce(logits.double(), target, weights.double())
+    value = DBCELoss()(logits, target, weights.double())
+    assert value.dtype == torch.float32
+    assert value.item() == pytest.approx(expected.item(), rel=1e-5)
+    regions = (torch.rand(logits.shape[:2] + (3, 2), generator=torch.Generator().manual_seed(4)) > 0.5).float()
+    assert RegionDBCELoss()(logits, regions, torch.ones(logits.shape, dtype=torch.float64)).dtype == torch.float32

@@ -168,3 +168,13 @@ def test_a_class_predicted_nowhere_in_a_tiny_patch_matches_the_reference():
     target = torch.zeros((1, 1, 1, 2), dtype=torch.long)
     expected = reference_pm_dice(softmax(logits).numpy(), onehot(target, 3), 1.0, False, False, 1e-5)
     assert PMDiceLoss(softmax, 1.0, batch_dice=False)(logits, target).item() == pytest.approx(expected, rel=1e-9)
+
+
+def test_gamma_three_and_soft_targets_match_voxel_loop():
+    """One gamma of 3 (a power the modulation takes no shortcut for) and soft region targets (y^2 != y)."""
+    logits, target = random_case(seed=11)
+    expected = reference_pm_dice(softmax(logits).detach().numpy(), onehot(target, 3), 3.0, True, False, 1e-5)
+    assert PMDiceLoss(softmax, 3.0)(logits, target).item() == pytest.approx(expected, rel=1e-9)
+    soft = torch.rand(logits.shape, generator=torch.Generator().manual_seed(12), dtype=torch.float64)
+    expected = reference_pm_dice(torch.sigmoid(logits).detach().numpy(), soft.numpy(), 2.0, True, True, 1e-5)
+    assert PMDiceLoss(torch.sigmoid, 2.0, do_bg=True)(logits, soft).item() == pytest.approx(expected, rel=1e-9)

@@ -248,3 +248,59 @@ def test_an_added_term_is_weighted_and_gets_the_maps():
     assert [c[0] for c in calls] == ["base", "term", "base", "term"]
     assert calls[0][1] is output and calls[0][2] is target and calls[1][1] is output and calls[1][2] is target
     assert len(calls[1][3]) == 1 and calls[1][3][0] is skeleton and calls[3][3] == ()
+
+
+@pytest.mark.parametrize("ignore", [None, 9])
+def test_cldice_on_regions_and_with_other_iterations_matches_the_loops(ignore):
+    """Sigmoid region channels against the region masks (the last target channel: the ignore mask, when set), and a
+    number of soft-skeleton iterations other than the default; half-precision logits are computed in fp32."""
+    generator = torch.Generator().manual_seed(6)
+    logits = 3 * torch.randn((2, 2, 10, 9), generator=generator)
+    regions = torch.from_numpy(np.stack([blobs((10, 9), 2, seed=s) for s in (3, 4)]))[:, None]
+    target = torch.cat([regions > 0, regions == 2], 1).to(torch.int16)
+    kept = np.ones((2, 1, 10, 9), bool)
+    if ignore:
+        ignored = torch.zeros((2, 1, 10, 9), dtype=torch.int16)
+        ignored[:, :, 7:] = 1
+        target = torch.cat([target, ignored], 1)
+        kept = (ignored == 0).numpy()
+    probabilities = torch.sigmoid(logits).numpy() * kept
+    reference = target[:, :2].numpy() * kept
+    for iterations in (1, 3):
+        expected = reference_cldice(probabilities.astype(np.float64), reference.astype(np.float64), iterations)
+        loss = ClDiceLoss(iterations, regions=True, ignore_index=ignore)
+        assert loss(logits, target).item() == pytest.approx(expected, rel=1e-5)
+        assert loss(logits.to(torch.bfloat16), target).dtype == torch.float32
+
+
+def test_skeleton_recall_defaults_single_voxel_skeletons_and_precision():
+    """Batch recall and smoothing 1e-5 by default; a one-voxel skeleton counts; fp64 skeletons keep an fp32 loss
+    fp32; the shape error names regions in region mode."""
+    generator = torch.Generator().manual_seed(7)
+    logits = torch.randn((2, 3, 5, 4), generator=generator)
+    target = torch.randint(0, 3, (2, 1, 5, 4), generator=generator)
+    skeletons = torch.zeros((2, 2, 5, 4), dtype=torch.float64)
+    skeletons[0, 0, 2, 1] = 1
+    skeletons[1, 0, 3, 3] = 1
+    skeletons[1, 1, 4, 0] = 1
+    probabilities = torch.softmax(logits, 1)[:, 1:].double()
+    value = SkeletonRecallLoss(lambda x: torch.softmax(x, 1))(logits, target, skeletons)
+    assert value.dtype == torch.float32
+    assert value.item() == pytest.approx(reference_skeleton_recall(probabilities.numpy(), skeletons.numpy(), True,
+                                                                   1e-5), rel=1e-6)
+    single = skeletons.clone()
+    single[0, 0] = single[1, 0] = 0  # class 1: no skeleton; class 2: one voxel
+    assert SkeletonRecallLoss(lambda x: torch.softmax(x, 1))(logits, target, single).item() == pytest.approx(
+        1 - (probabilities[1, 1, 4, 0].item() + 1e-5) / (1 + 1e-5), rel=1e-6)
+    with pytest.raises(ValueError, match="one channel per foreground region"):
+        SkeletonRecallLoss(torch.sigmoid, regions=True)(logits, target, skeletons)
+
+
+def test_cldice_default_iterations_and_a_class_absent_from_the_batch():
+    generator = torch.Generator().manual_seed(8)
+    logits = 3 * torch.randn((2, 4, 10, 9), generator=generator)
+    target = torch.from_numpy(np.stack([blobs((10, 9), 2, seed=s) for s in (5, 6)]))[:, None]  # no label 3
+    reference = np.stack([target[:, 0].numpy() == c for c in (1, 2, 3)], 1).astype(np.float64)
+    probabilities = torch.softmax(logits, 1)[:, 1:].numpy().astype(np.float64)
+    assert ClDiceLoss()(logits, target).item() == pytest.approx(reference_cldice(probabilities, reference, 3),
+                                                                rel=1e-5)
