@@ -4,12 +4,24 @@ import csv
 import json
 import math
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunetv2_dbce.tools.evaluate import evaluate_folder, holes, topology_metrics
+from nnunetv2_dbce.tools.evaluate import (
+    evaluate_case,
+    evaluate_folder,
+    holes,
+    lesion_scores,
+    main,
+    size_bin,
+    size_bins,
+    summarize,
+    topology_metrics,
+    zero_dice_cases,
+)
 from nnunetv2_dbce.tools.nnunet import nnunet_command
 from reference import reference_lesion_counts, reference_surface_metrics
 
@@ -111,21 +123,48 @@ def test_regions_are_evaluated_as_nnunet_does(folders):
     assert case["metrics"][(1, 2)]["ref_lesions"] == reference_lesion_counts(ref, pred)["ref_lesions"]
 
 
-def test_console_command(folders, tmp_path):
+def test_console_command(folders, tmp_path, capsys):
+    """``main`` in this process (where mutation testing sees it), then the installed command once."""
     (tmp_path / "dataset.json").write_text(json.dumps({"labels": LABELS, "file_ending": ".nii.gz"}))
     out = tmp_path / "summary.json"
-    result = subprocess.run([EVALUATE,
-                             str(folders / "gt"), str(folders / "pred"), "-djfile", str(tmp_path / "dataset.json"),
-                             "-o", str(out), "-np", "2"], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "lesion F1" in result.stdout and out.is_file() and out.with_suffix(".csv").is_file()
+    main([str(folders / "gt"), str(folders / "pred"), "-djfile", str(tmp_path / "dataset.json"), "-o", str(out),
+          "-np", "1"])
+    printed, progress = capsys.readouterr()
+    assert "Evaluating cases: 100%" in progress and "3/3" in progress
     summary = json.loads(out.read_text())
-    assert not math.isnan(summary["foreground_mean"]["Dice"]) and set(summary["lesion_wise"]) == {"1", "2"}
-    assert summary["lost"] == {} and "LOST" not in result.stdout
+    assert set(summary["lesion_wise"]) == {"1", "2"} and summary["lost"] == {} and "LOST" not in printed
+    for label in ("1", "2"):
+        mean, lesions, topology = summary["mean"][label], summary["lesion_wise"][label], summary["topology"][label]
+        assert (f"{label}: Dice {mean['Dice']:.4f}, HD95 {mean['HD95']:.2f} mm, NSD {mean['NSD']:.4f}, lesion F1 "
+                f"{lesions['F1']:.3f} (recall {lesions['recall']:.3f}, precision {lesions['precision']:.3f}), clDice "
+                f"{topology['clDice']:.4f}, Betti errors b0 {topology['betti0_error']:g} b1 "
+                f"{topology['betti1_error']:g}") in printed
+    assert f"Wrote {out} and {out.with_suffix('.csv')}" in printed
+    with open(out.with_suffix(".csv")) as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted((row["case"], row["label"]) for row in rows) == [(f"case_{c}", label) for c in range(3)
+                                                                   for label in ("1", "2")]
+    main([str(folders / "gt"), str(folders / "pred"), "-djfile", str(tmp_path / "dataset.json"), "-np", "1"])
+    assert (folders / "pred" / "summary_dbce.json").is_file()  # the default output: in the predictions folder
+    (folders / "pred" / "summary_dbce.json").unlink()
+    (folders / "pred" / "summary_dbce.csv").unlink()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_code:
+        main([str(folders / "gt"), str(folders / "pred"), "-djfile", str(tmp_path / "missing.json")])
+    assert exit_code.value.code == 1
+    assert capsys.readouterr().err.startswith(f"nnUNetv2_dbce_evaluate: error: cannot read the dataset.json "
+                                              f"{tmp_path / 'missing.json'}")
+
+
+@pytest.mark.cli
+def test_installed_command_fails_in_one_line(folders, tmp_path):
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": LABELS, "file_ending": ".nii.gz"}))
     missing = subprocess.run([EVALUATE,
                               str(tmp_path), str(folders / "pred"), "-djfile", str(tmp_path / "dataset.json")],
                              capture_output=True, text=True, timeout=300)
-    assert missing.returncode != 0 and "have no reference" in missing.stderr
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert missing.stderr.strip().splitlines() == [
+        f"nnUNetv2_dbce_evaluate: error: 3 predictions have no reference in {tmp_path}, e.g. case_0.nii.gz"]
 
 
 def test_topology_metrics_of_hand_made_cases():
@@ -149,6 +188,15 @@ def test_topology_metrics_of_hand_made_cases():
     assert holes(~disk) == 1 and holes(~ring) == 1  # the disk (the ring's centre) enclosed by the mask is one
     ring_against_disk = topology_metrics(ring, disk)
     assert ring_against_disk["betti1_error"] == 1 and ring_against_disk["betti0_error"] == 0
+    assert topology_metrics(ring, ring)["betti1_error"] == 0
+    far_bar = np.roll(bar, 4, axis=0)  # rows 8-10: no overlap with the bar
+    assert topology_metrics(bar, far_bar)["clDice"] == 0.0  # both skeletons miss the other mask
+    diagonal = np.zeros((4, 4), bool)
+    diagonal[0, 0] = diagonal[1, 1] = True  # one component with full connectivity
+    apart = np.zeros((4, 4), bool)
+    apart[0, 0] = apart[2, 2] = True
+    assert topology_metrics(diagonal, apart)["betti0_error"] == 1 and topology_metrics(apart, diagonal)[
+        "betti0_error"] == 1
     two_rings = topology_metrics(ring[None], np.concatenate([ring[:, :11], ring[:, :10]], 1)[None])
     assert two_rings["betti1_error"] == 1 and two_rings["betti0_error"] == 1  # a 2D image stored as 3D: 2D
 
@@ -165,7 +213,7 @@ def test_topology_metrics_of_hand_made_cases():
     assert topology_metrics(blob, shifted)["clDice"] == pytest.approx(0.5)
 
 
-def test_a_label_at_dice_0_on_half_its_cases_is_flagged_lost(folders, tmp_path):
+def test_a_label_at_dice_0_on_half_its_cases_is_flagged_lost(folders, tmp_path, capsys):
     (tmp_path / "pred").mkdir()
     for case in range(3):
         prediction = sitk.GetArrayFromImage(sitk.ReadImage(str(folders / "pred" / f"case_{case}.nii.gz")))
@@ -173,12 +221,129 @@ def test_a_label_at_dice_0_on_half_its_cases_is_flagged_lost(folders, tmp_path):
             prediction[prediction == 2] = 0  # label 2 never predicted in two of the three cases
         write(prediction, tmp_path / "pred" / f"case_{case}.nii.gz")
     (tmp_path / "dataset.json").write_text(json.dumps({"labels": LABELS, "file_ending": ".nii.gz"}))
-    result = subprocess.run([EVALUATE, str(folders / "gt"), str(tmp_path / "pred"), "-djfile",
-                             str(tmp_path / "dataset.json"), "-np", "1"], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
+    main([str(folders / "gt"), str(tmp_path / "pred"), "-djfile", str(tmp_path / "dataset.json"), "-np", "1"])
     summary = json.loads((tmp_path / "pred" / "summary_dbce.json").read_text())
     assert summary["lost"] == {"2": {"zero_dice": 2, "cases": 3}}
-    assert "LOST 2: Dice 0 on 2 of the 3 cases that contain it" in result.stdout
-    in_process = evaluate_folder(folders / "gt", tmp_path / "pred", {"labels": LABELS, "file_ending": ".nii.gz"},
-                             num_processes=1, progress=False)
-    assert in_process["lost"] == {2: {"zero_dice": 2, "cases": 3}}
+    assert "LOST 2: Dice 0 on 2 of the 3 cases that contain it" in capsys.readouterr().out
+    in_workers = evaluate_folder(folders / "gt", tmp_path / "pred", {"labels": LABELS, "file_ending": ".nii.gz"},
+                                 num_processes=2)
+    assert in_workers["lost"] == {2: {"zero_dice": 2, "cases": 3}}
+    progress = capsys.readouterr().err
+    assert "Evaluating cases: 100%" in progress and "3/3" in progress
+
+
+def test_folder_mistakes_are_refused_in_one_clear_message(folders, tmp_path):
+    """Missing folders, no predictions, predictions without reference, references without prediction (unless
+    chill, as nnU-Net's -chill), an output that is not .json; one prediction alone is evaluated."""
+    from nnunetv2_dbce.tools.cli import UserError
+    dataset_json = {"labels": LABELS, "file_ending": ".nii.gz"}
+    gt, pred = folders / "gt", folders / "pred"
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "case_1.nii.gz").write_bytes((pred / "case_1.nii.gz").read_bytes())
+    for arguments, message in (
+            ((tmp_path / "nope", pred), f"the reference folder {tmp_path / 'nope'} does not exist"),
+            ((gt, tmp_path / "nope"), f"the predictions folder {tmp_path / 'nope'} does not exist"),
+            ((gt, tmp_path / "empty"), f"no predictions (.nii.gz) in {tmp_path / 'empty'}"),
+            ((tmp_path / "one", pred), f"2 predictions have no reference in {tmp_path / 'one'}, e.g. case_0.nii.gz"),
+            ((gt, tmp_path / "one"), f"2 of the 3 references in {gt} have no prediction in {tmp_path / 'one'} (e.g. "
+                                     f"case_0.nii.gz); -chill evaluates the 1 there are")):
+        with pytest.raises(UserError) as error:
+            evaluate_folder(*arguments, dataset_json, num_processes=1, progress=False)
+        assert str(error.value) == message
+    with pytest.raises(UserError, match=r"^the output file must end with \.json, got .*summary\.csv$"):
+        evaluate_folder(gt, pred, dataset_json, tmp_path / "summary.csv", num_processes=1, progress=False)
+    one = evaluate_folder(gt, tmp_path / "one", dataset_json, num_processes=1, progress=False, chill=True)
+    assert [Path(case["prediction_file"]).name for case in one["metric_per_case"]] == ["case_1.nii.gz"]
+
+
+def reference_holes(mask):
+    """b1 by flood fill: 4-connected background components with no pixel on the image border."""
+    unvisited = set(map(tuple, np.argwhere(~mask)))
+    count = 0
+    while unvisited:
+        stack, on_border = [unvisited.pop()], False
+        while stack:
+            y, x = stack.pop()
+            on_border |= y in (0, mask.shape[0] - 1) or x in (0, mask.shape[1] - 1)
+            for neighbour in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
+                if neighbour in unvisited:
+                    unvisited.remove(neighbour)
+                    stack.append(neighbour)
+        count += not on_border
+    return count
+
+
+def test_holes_equal_a_flood_fill_on_random_masks():
+    """Random masks dense enough to enclose background pixels next to every border row and column."""
+    rng = np.random.default_rng(0)
+    counted = []
+    for _ in range(60):
+        mask = rng.random((int(rng.integers(4, 9)), int(rng.integers(4, 9)))) < 0.6
+        counted.append(reference_holes(mask))
+        assert holes(mask) == counted[-1]
+    assert max(counted) >= 2
+
+
+def test_size_tertiles_lesion_scores_and_lost_labels_of_hand_made_numbers():
+    assert size_bins([0, 0.5, 2, 4, 8]) == pytest.approx(list(np.quantile([0.5, 2, 4, 8], [1 / 3, 2 / 3])))
+    assert size_bins([0, 3, 5]) == []  # fewer than three cases with the label: no tertiles
+    assert [size_bin(v, [1.0, 2.0]) for v in (0, 0.5, 1.0, 1.5, 2.0, 9)] == [None, 0, 1, 1, 2, 2]
+    assert size_bin(3, []) is None
+
+    scores = lesion_scores(4, 2, 5, 1)
+    assert scores == {"recall": 0.5, "precision": 0.2, "F1": pytest.approx(2 * 0.5 * 0.2 / 0.7), "ref_lesions": 4,
+                      "detected_lesions": 2, "pred_lesions": 5, "tp_lesions": 1}
+    assert lesion_scores(2, 0, 3, 0)["F1"] == 0.0  # nothing found, nothing right: F1 0
+    for no_reference_or_prediction in (lesion_scores(0, 0, 2, 0), lesion_scores(2, 0, 0, 0)):
+        assert math.isnan(no_reference_or_prediction["F1"])
+    assert math.isnan(lesion_scores(0, 0, 2, 0)["recall"]) and math.isnan(lesion_scores(2, 0, 0, 0)["precision"])
+
+    assert zero_dice_cases([0, 0.8]) == (1, 2) and zero_dice_cases([0, 0.5, 0.7]) is None
+    assert zero_dice_cases([]) is None
+
+
+def test_summary_of_hand_made_cases():
+    """Lost labels count only the cases whose reference holds the label (however small its volume); means and
+    Betti sums of metrics that are NaN in every case stay NaN, without warnings."""
+    import warnings
+
+    def case(dice, ref_volume, betti1):
+        metrics = dict.fromkeys(("IoU", "HD95", "NSD", "clDice"), 0.5)
+        metrics.update(Dice=dice, ref_volume=ref_volume, ref_lesions=1, detected_lesions=1, pred_lesions=1,
+                       tp_lesions=1, betti0_error=1, betti1_error=betti1)
+        return {"metrics": {1: metrics}}
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tiny_and_lost = summarize([case(0.0, 0.5, math.nan), case(0.0, 0.4, math.nan), case(0.9, 5, math.nan)], [1])
+        absent = summarize([case(0.0, 0, 2), case(0.0, 0, 1), case(0.9, 5, math.nan), case(math.nan, 0, math.nan)],
+                           [1])
+        single = summarize([case(0.7, 3, math.nan)], [1])
+    assert tiny_and_lost["lost"] == {1: {"zero_dice": 2, "cases": 3}}
+    assert tiny_and_lost["dice_by_size"][1] == {"edges": size_bins([0.5, 0.4, 5]), "dice": [0.0, 0.0, 0.9],
+                                                "cases": [1, 1, 1]}
+    topology = tiny_and_lost["topology"][1]
+    assert math.isnan(topology["betti1_error"]) and topology["betti0_error"] == 3
+    assert absent["lost"] == {}
+    assert absent["topology"][1]["betti1_error"] == 3 and absent["mean"][1]["Dice"] == pytest.approx(0.3)
+    assert single["mean"][1]["Dice"] == 0.7 and math.isnan(single["mean"][1]["betti1_error"])
+    assert single["foreground_mean"]["Dice"] == 0.7 and math.isnan(single["foreground_mean"]["betti1_error"])
+    two_labels = summarize([{"metrics": {1: case(0.2, 3, math.nan)["metrics"][1],
+                                         2: case(0.6, 4, 1)["metrics"][1]}}], [1, 2])
+    assert two_labels["foreground_mean"]["Dice"] == pytest.approx(0.4)
+    assert two_labels["foreground_mean"]["betti1_error"] == 1  # a label's NaN left out of the mean over labels
+
+
+def test_a_2d_image_stored_as_3d_is_measured_in_2d(tmp_path):
+    """The singleton axis's spacing does not enter the reference volume (mm^2), here with an axis of 2 voxels."""
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+    reference = np.zeros((1, 2, 9), np.uint8)
+    reference[0, :, 2:5] = 1
+    for name in ("gt", "pred"):
+        image = sitk.GetImageFromArray(reference)
+        image.SetSpacing((0.8, 0.5, 5.0))
+        sitk.WriteImage(image, str(tmp_path / f"{name}.nii.gz"))
+    result = evaluate_case(str(tmp_path / "gt.nii.gz"), str(tmp_path / "pred.nii.gz"), SimpleITKIO(), [1])
+    assert result["metrics"][1]["ref_volume"] == pytest.approx(6 * 0.8 * 0.5)
+    assert result["metrics"][1]["Dice"] == 1

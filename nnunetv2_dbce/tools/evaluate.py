@@ -106,7 +106,7 @@ def evaluate_case(reference_file: str, prediction_file: str, reader_writer: "Bas
     reference, prediction = reference[0], prediction[0]
     spacing = [float(s) for s in properties["spacing"]]
     measured = [s for s, n in zip(spacing, reference.shape) if n > 1]  # 2D images stored as 3D: measured in 2D
-    voxel_volume = float(np.prod(measured)) if measured else 1.0
+    voxel_volume = float(np.prod(measured))  # 1.0 for a one-voxel image
     kept = None if ignore_label is None else reference != ignore_label
     for label in labels_or_regions:
         ref_mask = region_or_label_to_mask(reference, label)
