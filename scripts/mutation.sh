@@ -30,5 +30,8 @@ for module, count in sorted(counts.items()):
     score = f"{killed / checked:.1%}" if checked else "-"
     print(f"{module}: {score} killed ({killed} of {checked} checked; " + ", ".join(
         f"{status} {n}" for status, n in sorted(count.items())) + ")")
+checked = sum(n for count in counts.values() for status, n in count.items() if status != "not checked")
+killed = sum(count["killed"] + count["timeout"] + count["segfault"] for count in counts.values())
+print(f"all: {killed / max(checked, 1):.1%} killed ({killed} of {checked} checked)")
 print("survived:", *survivors, sep="\n  ")
 '

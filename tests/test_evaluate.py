@@ -232,7 +232,7 @@ def test_a_label_at_dice_0_on_half_its_cases_is_flagged_lost(folders, tmp_path, 
     assert "Evaluating cases: 100%" in progress and "3/3" in progress
 
 
-def test_folder_mistakes_are_refused_in_one_clear_message(folders, tmp_path):
+def test_folder_mistakes_are_refused_in_one_clear_message(folders, tmp_path, capsys):
     """Missing folders, no predictions, predictions without reference, references without prediction (unless
     chill, as nnU-Net's -chill), an output that is not .json; one prediction alone is evaluated."""
     from nnunetv2_dbce.tools.cli import UserError
@@ -255,6 +255,7 @@ def test_folder_mistakes_are_refused_in_one_clear_message(folders, tmp_path):
         evaluate_folder(gt, pred, dataset_json, tmp_path / "summary.csv", num_processes=1, progress=False)
     one = evaluate_folder(gt, tmp_path / "one", dataset_json, num_processes=1, progress=False, chill=True)
     assert [Path(case["prediction_file"]).name for case in one["metric_per_case"]] == ["case_1.nii.gz"]
+    assert capsys.readouterr().err == ""  # progress=False: no progress bar
 
 
 def reference_holes(mask):
