@@ -281,6 +281,7 @@ def test_map_function_of_a_module_pickle_cannot_import_travels_by_its_file(tmp_p
     finally:
         sys.modules.pop("user_maps_by_file", None)
         sys.modules.pop("map_neighbour", None)
+
     def nested(label_map, spacing):
         return label_map
 
