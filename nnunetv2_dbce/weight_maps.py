@@ -11,6 +11,7 @@ A voxel of class ``c`` gets ``w_c``; a background voxel inside one or more ``D_c
 structure) gets the largest of those ``w_c``; a background voxel in ``B`` gets ``w_0``; ignored voxels
 get 0. All areas count non-ignored voxels only. ``R = 0`` gives plain balanced CE weights.
 """
+import math
 from collections.abc import Sequence
 from functools import lru_cache
 from numbers import Real
@@ -153,14 +154,15 @@ def ball_kernel(radius: float, scale: tuple) -> np.ndarray:
     return (squared <= radius ** 2 * (1 + BALL_TOLERANCE)).astype(np.uint8)
 
 
-# The cost of each exact dilation in whole passes over the box (scripts/benchmark_weight_maps.py --dilation, 3D
-# box 100^3): OpenCV's kernel dilation ~0.35 pass per kernel point (``kernel_work``), the runs ~1 pass per OR of
-# two boxes (``run_passes``), the distance transform ~300 passes whatever the radius. In 2D OpenCV's kernels are
-# cheaper (crossover with the distance transform at ~1500 points) and the runs never win. With some margin: 2D
-# discs up to R = 19 go to OpenCV; isotropic 3D balls up to R = 3 to OpenCV, R = 4-13 to the runs, larger ones
-# to the distance transform.
-MAX_KERNEL_WORK = {2: 1200, 3: 150}
-MAX_RUN_PASSES = 300
+# The cost of each exact dilation in microseconds on one thread, fitted to ``scripts/benchmark_weight_maps.py
+# --dilation`` (boxes 40^2-512^2 and 24^3-128^3, R = 1-30): the runs ``run_passes`` ORs of the packed box, each a
+# fixed cost plus one per voxel; OpenCV's 2D kernel dilation one per kernel point and voxel; the distance transform
+# a fixed cost plus one per voxel, whatever the radius. In 3D the runs beat OpenCV's disc stacks at every radius,
+# so 3D balls go to the runs or, when large for their box (R > ~30 at 128^3), to the distance transform; in 2D
+# OpenCV takes small discs (R < ~7 at 512^2, up to R ~ 20 in boxes under 100^2), the runs the rest.
+RUN_PASS_COST = {2: (2.0, 2.0e-5), 3: (1.6, 1.1e-5)}
+KERNEL_POINT_COST = 1.0e-5
+DISTANCE_TRANSFORM_COST = {2: (150.0, 0.014), 3: (150.0, 0.024)}
 
 
 def dilate_with_distance_transform(mask: np.ndarray, radius: float, scale: np.ndarray) -> np.ndarray:
@@ -171,45 +173,26 @@ def dilate_with_distance_transform(mask: np.ndarray, radius: float, scale: np.nd
 
 
 def dilate_with_kernel(mask: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Binary dilation by ``kernel`` with OpenCV (uint8 SIMD). 3D: the ball is a stack of 2D discs, one per
-    offset along axis 0; each disc dilates every slice at once (slices stacked into one image, kept apart by
-    zero rows), and the dilated stacks are OR-ed at their offsets."""
-    if mask.ndim == 2:
-        return cv2.dilate(mask.view(np.uint8), kernel).view(bool)
-    depth, rows, columns = mask.shape
-    gap = kernel.shape[1] // 2
-    stacked = np.zeros((depth, rows + gap, columns), np.uint8)
-    stacked[:, :rows] = mask
-    stacked = stacked.reshape(depth * (rows + gap), columns)
-    reach = kernel.shape[0] // 2
-    dilated = np.zeros(mask.shape, bool)
-    for offset in range(min(reach, depth - 1) + 1):  # offsets beyond the depth reach nothing
-        disc = kernel[reach + offset]
-        slices = cv2.dilate(stacked, disc).reshape(depth, rows + gap, columns)[:, :rows].view(bool)
-        dilated[offset:] |= slices[:depth - offset]
-        if offset:
-            dilated[:depth - offset] |= slices[offset:]
-    return dilated
-
-
-def kernel_work(kernel: np.ndarray) -> int:
-    """Kernel points ``dilate_with_kernel`` dilates with: all of a 2D kernel, the distinct discs of a 3D one."""
-    return int(np.count_nonzero(kernel if kernel.ndim == 2 else kernel[kernel.shape[0] // 2:]))
+    """2D binary dilation by ``kernel`` with OpenCV (uint8 SIMD)."""
+    return cv2.dilate(mask.view(np.uint8), kernel).view(bool)
 
 
 @lru_cache(maxsize=64)
 def ball_kernel_work(radius: float, scale: tuple) -> int:
-    """``kernel_work`` of ``ball_kernel(radius, scale)`` (cached: ``dilate`` asks once per class and patch)."""
-    return kernel_work(ball_kernel(radius, scale))
+    """Points of the 2D ``ball_kernel(radius, scale)`` (cached: ``dilate`` asks once per class and patch)."""
+    return int(np.count_nonzero(ball_kernel(radius, scale)))
 
 
 @lru_cache(maxsize=64)
 def ball_runs(radius: float, scale: tuple) -> tuple:
-    """The 3D ball of ``ball_kernel`` as runs along the last axis: a tuple of ``(depth, half_widths)``, one per
-    distinct disc, where ``half_widths[dy]`` is the half-width of the disc's run at row offset +-dy (rows with a
-    run only) and ``depth`` the largest offset along axis 0 that has this disc. The discs shrink away from the
-    centre, so the ball is the union over these of (disc) x (offsets -depth..depth along axis 0)."""
+    """The ball of ``ball_kernel`` (2D or 3D) as runs along the last axis: a tuple of ``(depth, half_widths)``,
+    one per distinct disc, where ``half_widths[dy]`` is the half-width of the disc's run at row offset +-dy
+    (rows with a run only) and ``depth`` the largest offset along axis 0 that has this disc (a 2D disc: one,
+    depth 0). The discs shrink away from the centre, so the ball is the union over these of (disc) x
+    (offsets -depth..depth along axis 0)."""
     kernel = ball_kernel(radius, scale)
+    if kernel.ndim == 2:
+        kernel = kernel[None]
     quarter = kernel[tuple(slice(n // 2, None) for n in kernel.shape)]
     has_run: np.ndarray = np.any(quarter, axis=2)
     half_widths = quarter.shape[2] - 1 - np.argmax(quarter[:, :, ::-1], axis=2)
@@ -221,16 +204,18 @@ def ball_runs(radius: float, scale: tuple) -> tuple:
 
 
 def run_passes(radius: float, scale: tuple) -> int:
-    """ORs of two boxes ``dilate_with_runs`` makes (copies counted as ORs): three per unit of the widest run, two
-    per row of every disc, and two per disc for its depth."""
+    """Bitwise ORs over the packed box that ``dilate_with_runs`` makes (copies and shifts counted as ORs): five
+    per unit of the widest run, two per row of every disc, and for each disc with a depth two per doubling of its
+    extent along axis 0 and three more."""
     runs = ball_runs(radius, scale)
     widest = max(widths[0] for _, widths in runs)
-    return 3 * widest + sum(2 * len(widths) + 2 for _, widths in runs)
+    return 5 * widest + sum(2 * len(widths) + (2 * int(2 * depth).bit_length() + 3 if depth else 0)
+                            for depth, widths in runs)
 
 
 def or_shifted(target: np.ndarray, source: np.ndarray, axis: int, shift: int) -> None:
-    """``target |= source`` moved by ``shift`` voxels along ``axis`` (bool arrays of one shape; what moves out of
-    the array is dropped)."""
+    """``target |= source`` moved by ``shift`` voxels along ``axis`` (arrays of one shape and dtype; what moves out
+    of the array is dropped)."""
     size = source.shape[axis]
     if abs(shift) >= size:
         return
@@ -240,44 +225,105 @@ def or_shifted(target: np.ndarray, source: np.ndarray, axis: int, shift: int) ->
     np.bitwise_or(target[before + (to,)], source[before + (source_part,)], out=target[before + (to,)])
 
 
+def packed_rows(mask: np.ndarray) -> np.ndarray:
+    """A bool mask (..., N) as bits along its last axis: uint64 (..., ceil(N / 64)), voxel ``i`` of a row in bit
+    ``i % 64`` of word ``i // 64``, the bits past ``N`` zero."""
+    words = -(-mask.shape[-1] // 64)
+    packed = np.zeros((*mask.shape[:-1], 8 * words), np.uint8)
+    bits = np.packbits(mask, axis=-1, bitorder="little")
+    packed[..., :bits.shape[-1]] = bits
+    return packed.view("<u8")
+
+
+def unpacked_rows(packed: np.ndarray, length: int) -> np.ndarray:
+    """The bool mask (..., ``length``) of rows packed by ``packed_rows``."""
+    return np.unpackbits(packed.view(np.uint8), axis=-1, count=length, bitorder="little").view(bool)
+
+
+def or_shifted_bits(target: np.ndarray, source: np.ndarray, shift: int) -> None:
+    """``target |= source`` moved by ``shift`` voxels along the last axis, for rows packed by ``packed_rows`` (what
+    moves past the last word is dropped)."""
+    words, bits = divmod(abs(shift), 64)
+    size = source.shape[-1]
+    if words >= size:
+        return
+    if shift > 0:  # towards higher voxel indices: higher bits, then into the next word
+        np.bitwise_or(target[..., words:], source[..., :size - words] << bits, out=target[..., words:])
+        if bits and words + 1 < size:
+            np.bitwise_or(target[..., words + 1:], source[..., :size - words - 1] >> (64 - bits),
+                          out=target[..., words + 1:])
+    else:
+        np.bitwise_or(target[..., :size - words], source[..., words:] >> bits, out=target[..., :size - words])
+        if bits and words + 1 < size:
+            np.bitwise_or(target[..., :size - words - 1], source[..., words + 1:] << (64 - bits),
+                          out=target[..., :size - words - 1])
+
+
+def dilated_along_first_axis(packed: np.ndarray, reach: int) -> np.ndarray:
+    """The OR of ``packed`` over offsets -reach..reach along axis 0, by doubling: about 2 log2(reach) ORs."""
+    if reach == 0:
+        return packed
+    size = packed.shape[0]
+    ahead = np.zeros((reach + size, *packed.shape[1:]), packed.dtype)
+    ahead[reach:] = packed  # ahead[i]: the OR of packed[i - reach .. i - reach + covered - 1]
+    covered = 1
+    while 2 * covered <= 2 * reach + 1:
+        or_shifted(ahead, ahead, 0, -covered)
+        covered *= 2
+    start = 2 * reach + 1 - covered  # covered > reach: the two windows overlap and end within the padded array
+    return ahead[:size] | ahead[start:start + size]
+
+
 def dilate_with_runs(mask: np.ndarray, radius: float, scale: tuple) -> np.ndarray:
-    """3D binary dilation by the ball of ``ball_kernel`` from its runs (``ball_runs``): the mask widened along the
-    last axis once per run half-width (shifted ORs), each distinct disc as the OR of those widened masks at its row
-    offsets, each disc dilated along axis 0 by its depth (OpenCV, a column kernel), and the discs OR-ed. Cost:
-    ``run_passes`` whole-box passes, growing about as R^2 instead of the kernel's R^3."""
+    """2D or 3D binary dilation by the ball of ``ball_kernel`` from its runs (``ball_runs``), on rows packed 64
+    voxels to a word: the mask widened along the last axis once per run half-width (shifted ORs), each distinct
+    disc the OR of those widened masks at its row offsets, each disc dilated along axis 0 by its depth, and the
+    discs OR-ed. Cost: ``run_passes`` ORs of the packed box (an eighth of the bytes of a bool mask), growing
+    about as R^2 instead of the kernel's R^3 (3D) or R^2 point-passes over the whole box (2D)."""
     runs = ball_runs(radius, scale)
-    widened = [mask]
+    rows = packed_rows(mask if mask.ndim == 3 else mask[None])
+    widened = [rows]
     for width in range(1, max(widths[0] for _, widths in runs) + 1):
         wider = widened[-1].copy()
-        or_shifted(wider, mask, 2, width)
-        or_shifted(wider, mask, 2, -width)
+        or_shifted_bits(wider, rows, width)
+        or_shifted_bits(wider, rows, -width)
         widened.append(wider)
-    discs = []
+    dilated = np.zeros_like(rows)
     for depth, widths in runs:
         disc = widened[widths[0]].copy()
         for row, width in enumerate(widths[1:], start=1):
             or_shifted(disc, widened[width], 1, row)
             or_shifted(disc, widened[width], 1, -row)
-        if depth:
-            column = np.ones((2 * depth + 1, 1), np.uint8)
-            disc = cv2.dilate(disc.view(np.uint8).reshape(mask.shape[0], -1), column).reshape(mask.shape).view(bool)
-        discs.append(disc)
-    dilated = discs[0]
-    for disc in discs[1:]:
-        np.bitwise_or(dilated, disc, out=dilated)
-    return dilated
+        np.bitwise_or(dilated, dilated_along_first_axis(disc, depth), out=dilated)
+    return unpacked_rows(dilated, mask.shape[-1]).reshape(mask.shape)
+
+
+def cheapest_dilation(radius: float, scale: tuple, shape: tuple) -> str:
+    """``"kernel"``, ``"runs"`` or ``"distance transform"``: the exact dilation the cost model above expects to be
+    the fastest for the ball of ``radius`` (``scale``: one entry per axis, 2D or 3D) in a box of ``shape``. The
+    runs work on whole 64-voxel words: a row of 65 voxels costs as much as one of 128."""
+    ndim = len(shape)
+    voxels = math.prod(shape)
+    packed_voxels = voxels // shape[-1] * 64 * -(-shape[-1] // 64)
+    fixed, per_voxel = RUN_PASS_COST[ndim]
+    runs = run_passes(radius, scale) * (fixed + per_voxel * packed_voxels)
+    fixed, per_voxel = DISTANCE_TRANSFORM_COST[ndim]
+    distance_transform = fixed + per_voxel * voxels
+    if ndim == 2 and ball_kernel_work(radius, scale) * voxels * KERNEL_POINT_COST <= min(runs, distance_transform):
+        return "kernel"
+    return "runs" if runs <= distance_transform else "distance transform"
 
 
 def dilate(mask: np.ndarray, radius: float, scale: np.ndarray) -> np.ndarray:
     """``mask`` (bool, C-contiguous) dilated by the ball of ``radius``; ``mask`` must extend at least ``radius``
-    beyond its voxels. The cheapest of three exact dilations, which give identical masks: OpenCV with the ball as
-    kernel while its discs are small, in 3D the runs while they are few, else the distance transform."""
+    beyond its voxels. The ``cheapest_dilation`` of three exact ones, which give identical masks."""
     if radius == 0:
         return mask
     scale_key = tuple(scale.tolist())
-    if ball_kernel_work(radius, scale_key) <= MAX_KERNEL_WORK[mask.ndim]:
+    path = cheapest_dilation(radius, scale_key, mask.shape)
+    if path == "kernel":
         return dilate_with_kernel(mask, ball_kernel(radius, scale_key))
-    if mask.ndim == 3 and run_passes(radius, scale_key) <= MAX_RUN_PASSES:
+    if path == "runs":
         return dilate_with_runs(mask, radius, scale_key)
     return dilate_with_distance_transform(mask, radius, scale)
 

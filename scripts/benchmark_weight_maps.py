@@ -5,8 +5,9 @@ and many structures, up to 120 classes), fed to nnU-Net 2.8's ``get_training_tra
 trainer sets them up: rotation +-180 degrees in 2D and +-30 in 3D, mirroring on every axis, the patch
 enlarged by ``get_patch_size`` exactly as its data loader does, one deep-supervision scale per pooling of
 the U-Net nnU-Net plans for the patch. The weight-map figure is ``DilatedBalancedWeightsTransform`` on the
-augmented patch, all deep-supervision scales together. ``--dilation`` prints the cost of the two exact
-dilations (OpenCV kernel, distance transform) that set ``MAX_KERNEL_WORK``; ``--voxel-maps`` adds rows for the
+augmented patch, all deep-supervision scales together. ``--dilation`` prints the cost of the three exact
+dilations (OpenCV kernel, runs on packed rows, distance transform) that the cost model in ``weight_maps`` is
+fitted to, and the one it picks; ``--voxel-maps`` adds rows for the
 packaged per-voxel maps (the boundary loss's signed distances, the U-Net border weights, Skeleton Recall's tubed
 skeletons) on the same samples, and on the vessel-tree cases the cost of clDice's soft skeletons (forward and
 backward of ``ClDiceLoss`` for one sample, which runs in the training step instead of the workers).
@@ -132,38 +133,35 @@ def deep_supervision_scales(patch):
 
 
 def dilation_crossover():
-    """The three exact dilations (OpenCV kernel, runs in 3D, distance transform) on a grown box around a large
-    structure, with the work figures ``dilate`` chooses by (kernel points, run passes)."""
-    from nnunetv2_dbce.weight_maps import (
-        ball_kernel,
-        dilate_with_distance_transform,
-        dilate_with_kernel,
-        dilate_with_runs,
-        kernel_work,
-        run_passes,
-    )
+    """The three exact dilations (OpenCV kernel in 2D, runs on packed rows, distance transform) on boxes around a
+    large structure, timed, next to the one ``dilate``'s cost model picks."""
+    from nnunetv2_dbce import weight_maps
 
-    for shape, radius_of_structure in (((256, 256), 90), ((512, 512), 200), ((100, 100, 100), 40)):
+    for shape, radius_of_structure in (((40, 40), 10), ((80, 80), 20), ((256, 256), 90), ((512, 512), 200),
+                                       ((24, 24, 24), 6), ((48, 48, 48), 12), ((100, 100, 100), 40),
+                                       ((128, 128, 128), 50)):
         grid = np.indices(shape)
         mask = (((grid - np.reshape(shape, (-1, *[1] * len(shape))) / 2) ** 2).sum(0) <= radius_of_structure ** 2)
         scale = np.ones(len(shape))
-        for radius in (3, 4, 5, 7, 10, 14, 20):
-            kernel = ball_kernel(float(radius), tuple(scale))
-            dilations = [partial(dilate_with_kernel, mask, kernel),
-                         partial(dilate_with_distance_transform, mask, radius, scale)]
-            if len(shape) == 3:
-                dilations.append(partial(dilate_with_runs, mask, float(radius), tuple(scale)))
-            timings = []
-            for dilation in dilations:
+        for radius in (1, 2, 3, 5, 7, 10, 14, 20, 30):
+            dilations = {"runs": partial(weight_maps.dilate_with_runs, mask, float(radius), tuple(scale)),
+                         "distance transform": partial(weight_maps.dilate_with_distance_transform, mask, radius,
+                                                       scale)}
+            if len(shape) == 2:
+                kernel = weight_maps.ball_kernel(float(radius), tuple(scale))
+                dilations["kernel"] = partial(weight_maps.dilate_with_kernel, mask, kernel)
+            timings = {}
+            for name, dilation in dilations.items():
                 dilation()
                 start = time.perf_counter()
                 for _ in range(5):
                     dilation()
-                timings.append((time.perf_counter() - start) / 5 * 1000)
-            runs = f", runs {timings[2]:6.2f} ms ({run_passes(float(radius), tuple(scale))} passes)" \
-                if len(shape) == 3 else ""
-            print(f"box {'x'.join(map(str, shape))}, R = {radius:2d}: kernel work {kernel_work(kernel):6d} points, "
-                  f"OpenCV {timings[0]:7.2f} ms, distance transform {timings[1]:6.2f} ms{runs}")
+                timings[name] = (time.perf_counter() - start) / 5 * 1000
+            chosen = weight_maps.cheapest_dilation(float(radius), tuple(scale), mask.shape)
+            fastest = min(timings, key=timings.__getitem__)
+            print(f"box {'x'.join(map(str, shape))}, R = {radius:2d}: "
+                  + ", ".join(f"{name} {ms:7.3f} ms" for name, ms in timings.items())
+                  + f"; dilate takes {chosen}" + ("" if chosen == fastest else f" (fastest: {fastest})"))
 
 
 def plot_cost(path: Path, radii=(0, 2, 5, 10, 20)) -> None:

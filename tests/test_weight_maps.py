@@ -176,23 +176,38 @@ def test_many_labels_match_reference():
                                             ((7, 15, 13), (2.5, 0.9, 1.0)), ((2, 9, 9), None)])
 @pytest.mark.parametrize("radius", [0.5, 1, 2, math.sqrt(8), 3.5, 6])
 def test_opencv_runs_and_distance_transform_dilations_are_identical(shape, spacing, radius):
-    """The dilation paths are exact: the same voxels on random masks (the kernel path is the fast one for
-    small radii, in 3D the runs for middle ones, the distance transform the one for large radii)."""
+    """The dilation paths are exact: the same voxels on random masks (OpenCV's kernel is the fast one for small
+    2D discs, the runs for most radii, the distance transform for balls large for their box)."""
     rng = np.random.default_rng(len(shape) * 100 + int(radius * 10))
     scale = axis_scale(spacing, len(shape))
-    kernel = ball_kernel(float(radius), tuple(scale))
     for density in (0.02, 0.3):
         mask = rng.random(shape) < density
         expected = dilate_with_distance_transform(mask, radius, scale)
-        np.testing.assert_array_equal(dilate_with_kernel(mask, kernel), expected)
-        if len(shape) == 3:
-            np.testing.assert_array_equal(dilate_with_runs(mask, float(radius), tuple(scale)), expected)
+        if len(shape) == 2:
+            np.testing.assert_array_equal(dilate_with_kernel(mask, ball_kernel(float(radius), tuple(scale))), expected)
+        np.testing.assert_array_equal(dilate_with_runs(mask, float(radius), tuple(scale)), expected)
 
 
-@pytest.mark.parametrize("max_run_passes", [0, 10 ** 6])
-def test_weight_maps_through_the_distance_transform_or_the_runs_match_reference(monkeypatch, max_run_passes):
-    monkeypatch.setattr(weight_maps, "MAX_KERNEL_WORK", {2: 0, 3: 0})
-    monkeypatch.setattr(weight_maps, "MAX_RUN_PASSES", max_run_passes)
+@pytest.mark.parametrize("shape, spacing", [((19, 300), (20.0, 1.0)), ((3, 5, 300), (30.0, 30.0, 1.0))])
+def test_runs_across_words_of_the_packed_rows(shape, spacing):
+    """Runs wider than the 64 voxels of a packed word (shifts that carry into the next word, or skip words) and
+    masks at the ends of the rows dilate exactly as the distance transform."""
+    rng = np.random.default_rng(7)
+    scale = axis_scale(spacing, len(shape))
+    for radius in (1.0, 30.0, 63.0, 64.0, 65.5, 130.0):
+        for density in (0.005, 0.05):
+            mask = rng.random(shape) < density
+            mask[..., -1] = mask[..., 0] = True
+            np.testing.assert_array_equal(dilate_with_runs(mask, radius, tuple(scale)),
+                                          dilate_with_distance_transform(mask, radius, scale),
+                                          err_msg=f"radius {radius}")
+
+
+@pytest.mark.parametrize("path", ["distance transform", "runs"])
+def test_weight_maps_through_the_distance_transform_or_the_runs_match_reference(monkeypatch, path):
+    monkeypatch.setattr(weight_maps, "KERNEL_POINT_COST", math.inf)
+    free, unaffordable = {2: (0.0, 0.0), 3: (0.0, 0.0)}, {2: (math.inf, 0.0), 3: (math.inf, 0.0)}
+    monkeypatch.setattr(weight_maps, "DISTANCE_TRANSFORM_COST", free if path == "distance transform" else unaffordable)
     rng = np.random.default_rng(11)
     for shape, spacing in (((17, 23), None), ((6, 9, 11), (2.0, 1.0, 1.0))):
         label_map = random_label_map(rng, shape, num_classes=3, ignore_label=9)
@@ -200,13 +215,29 @@ def test_weight_maps_through_the_distance_transform_or_the_runs_match_reference(
                                    reference_weights(label_map, 2.5, spacing, ignore_label=9), rtol=1e-5)
 
 
-@pytest.mark.parametrize("scale", [(1.0, 1.0, 1.0), (2.5, 1.0, 1.0), (1.0, 1.3, 1.7), (3.0, 3.0, 1.0)])
+@pytest.mark.parametrize("shape, radius, path", [
+    ((512, 512), 3, "kernel"), ((512, 512), 20, "runs"), ((40, 40), 20, "kernel"), ((512, 512), 0.5, "kernel"),
+    ((128, 128, 128), 5, "runs"), ((128, 128, 128), 20, "runs"), ((24, 24, 24), 20, "distance transform"),
+    ((128, 128, 128), 40, "distance transform"), ((96, 89, 64), 20, "runs"), ((96, 89, 65), 20, "distance transform")])
+def test_cost_model_picks_the_fastest_dilation(shape, radius, path):
+    """The cost model's choices where the measured times differ most (``--dilation`` of the benchmark), and a row
+    one voxel longer than a packed word costing the runs a second word."""
+    from nnunetv2_dbce.weight_maps import cheapest_dilation
+    assert cheapest_dilation(float(radius), (1.0,) * len(shape), shape) == path
+
+
+@pytest.mark.parametrize("scale", [(1.0, 1.0, 1.0), (2.5, 1.0, 1.0), (1.0, 1.3, 1.7), (3.0, 3.0, 1.0), (1.0, 1.0),
+                                   (2.3, 1.0), (1.0, 1.6)])
 def test_ball_runs_rebuild_the_ball(scale):
     """The union over the distinct discs of (disc rows of the listed half-widths) x (offsets -depth..depth along
-    axis 0) is exactly ``ball_kernel``, radii on and between the integers and on sphere points such as 5."""
+    axis 0) is exactly ``ball_kernel``, radii on and between the integers and on sphere points such as 5; a 2D
+    disc is one disc of depth 0."""
     from nnunetv2_dbce.weight_maps import ball_runs
     for radius in (0.5, 1.0, 2.0, math.sqrt(8), 3.5, 5.0, 6.0, 7.5, 10.0, 12.2):
         kernel = ball_kernel(radius, scale)
+        if kernel.ndim == 2:
+            assert [depth for depth, _ in ball_runs(radius, scale)] == [0]
+            kernel = kernel[None]
         reach = [n // 2 for n in kernel.shape]
         rebuilt = np.zeros_like(kernel)
         for depth, widths in ball_runs(radius, scale):
