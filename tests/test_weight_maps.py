@@ -188,19 +188,27 @@ def test_opencv_runs_and_distance_transform_dilations_are_identical(shape, spaci
         np.testing.assert_array_equal(dilate_with_runs(mask, float(radius), tuple(scale)), expected)
 
 
-@pytest.mark.parametrize("shape, spacing", [((19, 300), (20.0, 1.0)), ((3, 5, 300), (30.0, 30.0, 1.0))])
+@pytest.mark.parametrize("shape, spacing", [((19, 300), (20.0, 1.0)), ((3, 5, 300), (30.0, 30.0, 1.0)),
+                                            ((4, 7, 129), (30.0, 30.0, 1.0))])
 def test_runs_across_words_of_the_packed_rows(shape, spacing):
-    """Runs wider than the 64 voxels of a packed word (shifts that carry into the next word, or skip words) and
-    masks at the ends of the rows dilate exactly as the distance transform."""
+    """Runs wider than the 64 voxels of a packed word (shifts that carry into the next word, skip words, or carry
+    from the first word into the last), rows one voxel past a word, and masks at the ends of the rows dilate
+    exactly as the distance transform."""
     rng = np.random.default_rng(7)
     scale = axis_scale(spacing, len(shape))
-    for radius in (1.0, 30.0, 63.0, 64.0, 65.5, 130.0):
+    for radius in (1.0, 30.0, 63.0, 64.0, 65.5, 130.0, 250.0):
         for density in (0.005, 0.05):
             mask = rng.random(shape) < density
             mask[..., -1] = mask[..., 0] = True
             np.testing.assert_array_equal(dilate_with_runs(mask, radius, tuple(scale)),
                                           dilate_with_distance_transform(mask, radius, scale),
                                           err_msg=f"radius {radius}")
+        for voxel in (60, shape[-1] - 20):  # one voxel in the first or last word: nothing hides a wrong carry
+            mask = np.zeros(shape, bool)
+            mask[..., voxel] = True
+            np.testing.assert_array_equal(dilate_with_runs(mask, radius, tuple(scale)),
+                                          dilate_with_distance_transform(mask, radius, scale),
+                                          err_msg=f"radius {radius}, voxel {voxel}")
 
 
 @pytest.mark.parametrize("path", ["distance transform", "runs"])
@@ -213,6 +221,19 @@ def test_weight_maps_through_the_distance_transform_or_the_runs_match_reference(
         label_map = random_label_map(rng, shape, num_classes=3, ignore_label=9)
         np.testing.assert_allclose(dilated_balanced_weights(label_map, 2.5, spacing, ignore_label=9),
                                    reference_weights(label_map, 2.5, spacing, ignore_label=9), rtol=1e-5)
+
+
+def test_dilate_runs_the_dilation_the_cost_model_picks(monkeypatch):
+    taken = []
+    for path in ("kernel", "runs", "distance_transform"):
+        dilation = getattr(weight_maps, f"dilate_with_{path}")
+        monkeypatch.setattr(weight_maps, f"dilate_with_{path}",
+                            lambda *args, path=path, dilation=dilation: taken.append(path) or dilation(*args))
+    for shape, radius in (((40, 40), 5.0), ((512, 512), 20.0), ((24, 24, 24), 20.0)):
+        mask = np.zeros(shape, bool)
+        mask[tuple(n // 2 for n in shape)] = True
+        weight_maps.dilate(mask, radius, np.ones(len(shape)))
+    assert taken == ["kernel", "runs", "distance_transform"]
 
 
 @pytest.mark.parametrize("shape, radius, path", [
