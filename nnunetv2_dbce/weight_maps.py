@@ -12,7 +12,7 @@ structure) gets the largest of those ``w_c``; a background voxel in ``B`` gets `
 get 0. All areas count non-ignored voxels only. ``R = 0`` gives plain balanced CE weights.
 """
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from numbers import Real
 
@@ -203,14 +203,31 @@ def ball_runs(radius: float, scale: tuple) -> tuple:
     return tuple((depth, widths) for widths, depth in depth_of_disc.items())
 
 
+def widening_ladder(widths: Iterable[int]) -> dict:
+    """``{width: base}``: how ``dilate_with_runs`` makes each row dilation -width..width it needs (every one of
+    ``widths`` and the narrower steps that lead to them) from a narrower ``base`` at least half as wide
+    (``2 * base + 1 >= width``), which is itself in the ladder or 0 (the rows). Ascending widths."""
+    ladder: dict = {}
+    made = [0]
+    for width in sorted(set(widths) - {0}):
+        steps = [width]
+        while 2 * made[-1] + 1 < steps[-1]:
+            steps.append(steps[-1] // 2)  # the narrowest base that reaches steps[-1]
+        for step in reversed(steps):
+            ladder[step] = made[-1]
+            made.append(step)
+    return ladder
+
+
+@lru_cache(maxsize=64)
 def run_passes(radius: float, scale: tuple) -> int:
     """Bitwise ORs over the packed box that ``dilate_with_runs`` makes (copies and shifts counted as ORs): five
-    per unit of the widest run, two per row of every disc, and for each disc with a depth two per doubling of its
+    per widening of its ladder, two per row of every disc, and for each disc with a depth two per doubling of its
     extent along axis 0 and three more."""
     runs = ball_runs(radius, scale)
-    widest = max(widths[0] for _, widths in runs)
-    return 5 * widest + sum(2 * len(widths) + (2 * int(2 * depth).bit_length() + 3 if depth else 0)
-                            for depth, widths in runs)
+    widenings = len(widening_ladder(w for _, widths in runs for w in widths))
+    return 5 * widenings + sum(2 * len(widths) + (2 * int(2 * depth).bit_length() + 3 if depth else 0)
+                               for depth, widths in runs)
 
 
 def or_shifted(target: np.ndarray, source: np.ndarray, axis: int, shift: int) -> None:
@@ -276,19 +293,18 @@ def dilated_along_first_axis(packed: np.ndarray, reach: int) -> np.ndarray:
 
 def dilate_with_runs(mask: np.ndarray, radius: float, scale: tuple) -> np.ndarray:
     """2D or 3D binary dilation by the ball of ``ball_kernel`` from its runs (``ball_runs``), on rows packed 64
-    voxels to a word: the mask widened along the last axis once per run half-width (shifted ORs), each distinct
+    voxels to a word: the mask widened along the last axis to each run half-width (``widening_ladder``: two shifted
+    ORs of a narrower widening at least half as wide), each distinct
     disc the OR of those widened masks at its row offsets, each disc dilated along axis 0 by its depth, and the
     discs OR-ed. Cost: ``run_passes`` ORs of the packed box (an eighth of the bytes of a bool mask), growing
     about as R^2 instead of the kernel's R^3 (3D) or R^2 point-passes over the whole box (2D)."""
     runs = ball_runs(radius, scale)
-    rows = packed_rows(mask if mask.ndim == 3 else mask[None])
-    widened = [rows]
-    for width in range(1, max(widths[0] for _, widths in runs) + 1):
-        wider = widened[-1].copy()
-        or_shifted_bits(wider, rows, width)
-        or_shifted_bits(wider, rows, -width)
-        widened.append(wider)
-    dilated = np.zeros_like(rows)
+    widened = {0: packed_rows(mask if mask.ndim == 3 else mask[None])}
+    for width, base in widening_ladder(w for _, widths in runs for w in widths).items():
+        widened[width] = widened[base].copy()
+        or_shifted_bits(widened[width], widened[base], width - base)
+        or_shifted_bits(widened[width], widened[base], base - width)
+    dilated = np.zeros_like(widened[0])
     for depth, widths in runs:
         disc = widened[widths[0]].copy()
         for row, width in enumerate(widths[1:], start=1):

@@ -268,6 +268,22 @@ def test_ball_runs_rebuild_the_ball(scale):
         np.testing.assert_array_equal(rebuilt, kernel, err_msg=f"radius {radius}, scale {scale}")
 
 
+def test_widening_ladder_reaches_every_width_from_a_base_at_least_half_as_wide():
+    """Each width the runs need is made, ascending, from the rows (0) or an earlier width whose two shifted copies
+    reach it; one width alone takes as many steps as it has bits (doubling)."""
+    from nnunetv2_dbce.weight_maps import widening_ladder
+    for widths in ([1], [5], [0, 3, 4, 5], [6, 8, 10, 12, 13, 20], range(31), [64, 65, 130], [250]):
+        ladder = widening_ladder(widths)
+        assert set(widths) - {0} <= set(ladder)
+        assert list(ladder) == sorted(ladder)
+        made = {0}
+        for width, base in ladder.items():
+            assert base in made and base < width <= 2 * base + 1, (widths, width, base)
+            made.add(width)
+    for width in (1, 2, 3, 20, 64, 250):
+        assert len(widening_ladder([width])) == width.bit_length()
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.uint16, np.int32, np.uint32, np.int64])
 def test_label_range_of_whole_and_cropped_maps(dtype):
     """The one-pass range (OpenCV where it reads the layout, numpy otherwise) equals numpy's min and max, also on
