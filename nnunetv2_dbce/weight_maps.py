@@ -220,12 +220,19 @@ def widening_ladder(widths: Iterable[int]) -> dict:
 
 
 @lru_cache(maxsize=64)
+def ball_ladder(radius: float, scale: tuple) -> tuple:
+    """The ``widening_ladder`` of every run half-width of ``ball_runs(radius, scale)``, as ``(width, base)`` pairs
+    (cached: ``dilate_with_runs`` needs it once per class and patch)."""
+    return tuple(widening_ladder(w for _, widths in ball_runs(radius, scale) for w in widths).items())
+
+
+@lru_cache(maxsize=64)
 def run_passes(radius: float, scale: tuple) -> int:
     """Bitwise ORs over the packed box that ``dilate_with_runs`` makes (copies and shifts counted as ORs): five
     per widening of its ladder, two per row of every disc, and for each disc with a depth two per doubling of its
     extent along axis 0 and three more."""
     runs = ball_runs(radius, scale)
-    widenings = len(widening_ladder(w for _, widths in runs for w in widths))
+    widenings = len(ball_ladder(radius, scale))
     return 5 * widenings + sum(2 * len(widths) + (2 * int(2 * depth).bit_length() + 3 if depth else 0)
                                for depth, widths in runs)
 
@@ -300,7 +307,7 @@ def dilate_with_runs(mask: np.ndarray, radius: float, scale: tuple) -> np.ndarra
     about as R^2 instead of the kernel's R^3 (3D) or R^2 point-passes over the whole box (2D)."""
     runs = ball_runs(radius, scale)
     widened = {0: packed_rows(mask if mask.ndim == 3 else mask[None])}
-    for width, base in widening_ladder(w for _, widths in runs for w in widths).items():
+    for width, base in ball_ladder(radius, scale):
         widened[width] = widened[base].copy()
         or_shifted_bits(widened[width], widened[base], width - base)
         or_shifted_bits(widened[width], widened[base], base - width)
