@@ -22,10 +22,10 @@ from nnunetv2_dbce.losses import (
     SkeletonRecallLoss,
 )
 
-_LAZY = {"DilatedBalancedWeightsTransform": "nnunetv2_dbce.transforms",
-         "VoxelMapTransform": "nnunetv2_dbce.transforms",
-         "dilated_balanced_weights": "nnunetv2_dbce.weight_maps",
-         "region_weights": "nnunetv2_dbce.weight_maps",
+_LAZY = {"DilatedBalancedWeightsTransform": "nnunetv2_dbce.voxel_maps.transform",
+         "VoxelMapTransform": "nnunetv2_dbce.voxel_maps.transform",
+         "dilated_balanced_weights": "nnunetv2_dbce.voxel_maps.dbce",
+         "region_weights": "nnunetv2_dbce.voxel_maps.dbce",
          "nnUNetTrainerVoxelMap": "nnunetv2_dbce.trainers.voxel_map"}
 
 __all__ = ["BorderWeightedCELoss", "BoundaryLoss", "ClDiceLoss", "DBCELoss", "DiceAndDBCELoss",

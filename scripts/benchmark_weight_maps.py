@@ -37,7 +37,8 @@ from nnunetv2_dbce import DilatedBalancedWeightsTransform, VoxelMapTransform, di
 from nnunetv2_dbce.losses.topology import ClDiceLoss
 from nnunetv2_dbce.tools.figures import saved_figure
 from nnunetv2_dbce.tools.synthetic import vessel_case
-from nnunetv2_dbce.voxel_maps import SignedDistanceMaps, TubedSkeletons, UNetBorderWeights
+from nnunetv2_dbce.voxel_maps.distance import SignedDistanceMaps, UNetBorderWeights
+from nnunetv2_dbce.voxel_maps.skeletons import TubedSkeletons
 
 
 def synthetic_labels(shape, structures, seed=0):
@@ -135,7 +136,7 @@ def deep_supervision_scales(patch):
 def dilation_crossover():
     """The three exact dilations (OpenCV kernel in 2D, runs on packed rows, distance transform) on boxes around a
     large structure, timed, next to the one ``dilate``'s cost model picks."""
-    from nnunetv2_dbce import weight_maps
+    from nnunetv2_dbce.voxel_maps import dilation as dilation_module
 
     for shape, radius_of_structure in (((40, 40), 10), ((80, 80), 20), ((256, 256), 90), ((512, 512), 200),
                                        ((24, 24, 24), 6), ((48, 48, 48), 12), ((100, 100, 100), 40),
@@ -144,12 +145,12 @@ def dilation_crossover():
         mask = (((grid - np.reshape(shape, (-1, *[1] * len(shape))) / 2) ** 2).sum(0) <= radius_of_structure ** 2)
         scale = np.ones(len(shape))
         for radius in (1, 2, 3, 5, 7, 10, 14, 20, 30):
-            dilations = {"runs": partial(weight_maps.dilate_with_runs, mask, float(radius), tuple(scale)),
-                         "distance transform": partial(weight_maps.dilate_with_distance_transform, mask, radius,
+            dilations = {"runs": partial(dilation_module.dilate_with_runs, mask, float(radius), tuple(scale)),
+                         "distance transform": partial(dilation_module.dilate_with_distance_transform, mask, radius,
                                                        scale)}
             if len(shape) == 2:
-                kernel = weight_maps.ball_kernel(float(radius), tuple(scale))
-                dilations["kernel"] = partial(weight_maps.dilate_with_kernel, mask, kernel)
+                kernel = dilation_module.ball_kernel(float(radius), tuple(scale))
+                dilations["kernel"] = partial(dilation_module.dilate_with_kernel, mask, kernel)
             timings = {}
             for name, dilation in dilations.items():
                 dilation()
@@ -157,7 +158,7 @@ def dilation_crossover():
                 for _ in range(5):
                     dilation()
                 timings[name] = (time.perf_counter() - start) / 5 * 1000
-            chosen = weight_maps.cheapest_dilation(float(radius), tuple(scale), mask.shape)
+            chosen = dilation_module.cheapest_dilation(float(radius), tuple(scale), mask.shape)
             fastest = min(timings, key=timings.__getitem__)
             print(f"box {'x'.join(map(str, shape))}, R = {radius:2d}: "
                   + ", ".join(f"{name} {ms:7.3f} ms" for name, ms in timings.items())

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Mutation testing of the modules the loss and evaluation numbers come from (weight_maps.py, losses/,
-# transforms/, tools/evaluate.py) against their in-process unit tests, with mutmut ([tool.mutmut] in
+# Mutation testing of the modules the loss and evaluation numbers come from (voxel_maps/ labels, dilation,
+# dbce and transform; losses/; tools/evaluate.py) against their in-process unit tests, with mutmut ([tool.mutmut] in
 # pyproject.toml). Not in CI: about an hour on 2 cores with MUTATION_JOBS=2.
 #   bash scripts/mutation.sh                              # every mutant
-#   bash scripts/mutation.sh "nnunetv2_dbce.weight_maps*"  # one module
+#   bash scripts/mutation.sh "nnunetv2_dbce.voxel_maps.dbce*"  # one module
 # Each run starts afresh: mutmut keeps a mutant's old result and maps tests to functions only when it first
 # traces them, so after a change to the code or the tests its incremental mode misses tests (new functions get
 # only the new tests) and keeps stale survivors. MUTATION_RESUME=1 continues an interrupted run instead.

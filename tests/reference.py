@@ -5,7 +5,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from nnunetv2_dbce.weight_maps import BALL_TOLERANCE
+from nnunetv2_dbce.voxel_maps.dilation import BALL_TOLERANCE
 
 
 def ball_structuring_element(radius: float, spacing=None, ndim: int = 2) -> np.ndarray:

@@ -95,6 +95,6 @@ def test_importing_the_package_loads_the_losses_only():
     before, after, modules, listed = result.stdout.splitlines()[-4:]
     assert before == "[]", result.stderr
     assert {"nnunetv2", "cv2", "edt", "batchgeneratorsv2"} <= set(ast.literal_eval(after))
-    assert modules == "nnunetv2_dbce.weight_maps nnunetv2_dbce.trainers.voxel_map" and listed == "True"
+    assert modules == "nnunetv2_dbce.voxel_maps.dbce nnunetv2_dbce.trainers.voxel_map" and listed == "True"
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = nnunetv2_dbce.nope

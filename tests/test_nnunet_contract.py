@@ -20,7 +20,7 @@ def source(function) -> str:
 
 
 def test_get_dataloaders_builds_the_loader_by_its_module_global_name():
-    """patches/voxel_map_loader.py swaps the module global nnUNetDataLoader while get_dataloaders runs."""
+    """voxel_maps/loader.py swaps the module global nnUNetDataLoader while get_dataloaders runs."""
     assert "nnUNetDataLoader(" in source(nnUNetTrainer.get_dataloaders), \
         f"nnUNetTrainer.get_dataloaders no longer builds nnUNetDataLoader by name; {SEE}"
 

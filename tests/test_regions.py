@@ -12,7 +12,7 @@ from batchgeneratorsv2.transforms.utils.seg_to_regions import ConvertSegmentatio
 from helpers import logged_and_reference, make_trainer
 from nnunetv2_dbce import DiceAndDBCELoss, DilatedBalancedWeightsTransform, PMDiceLoss, RegionDBCELoss, region_weights
 from nnunetv2_dbce.trainers import nnUNetTrainerBalancedCE, nnUNetTrainerDBCE, nnUNetTrainerDBCEPMDice
-from nnunetv2_dbce.weight_maps import DBCEWeightMap
+from nnunetv2_dbce.voxel_maps.dbce import DBCEWeightMap
 from reference import reference_pm_dice, reference_weights
 
 REGIONS = [(1, 2), (2,)]

@@ -5,8 +5,13 @@ import numpy as np
 import pytest
 
 from helpers import make_trainer
-from nnunetv2_dbce.structure_sizes import derived_radius, equivalent_radii, measured_identifiers, structure_radii
 from nnunetv2_dbce.trainers.dbce import nnUNetTrainerDBCE_derived
+from nnunetv2_dbce.voxel_maps.structure_sizes import (
+    derived_radius,
+    equivalent_radii,
+    measured_identifiers,
+    structure_radii,
+)
 from reference import reference_component_sizes
 
 

@@ -37,7 +37,7 @@ from nnunetv2_dbce.tools.study_report import (
 )
 from nnunetv2_dbce.tools.study_run import log_start
 from nnunetv2_dbce.tools.surface_metrics import surface_distances
-from nnunetv2_dbce.weight_maps import dilated_balanced_weights
+from nnunetv2_dbce.voxel_maps.dbce import dilated_balanced_weights
 from reference import ball_structuring_element, reference_surface_metrics
 
 INSPECT, CONVERT_KVASIR = (nnunet_command(f"nnUNetv2_dbce_{name}") for name in ("inspect", "convert_kvasir"))

@@ -14,7 +14,7 @@ from nnunetv2_dbce import ClDiceLoss, SkeletonRecallLoss
 from nnunetv2_dbce.losses.compound import WithAddedTerm
 from nnunetv2_dbce.tools.synthetic import write_vessel_dataset
 from nnunetv2_dbce.trainers import nnUNetTrainerclDice, nnUNetTrainerSkeletonRecall
-from nnunetv2_dbce.voxel_maps import tubed_skeletons
+from nnunetv2_dbce.voxel_maps.skeletons import tubed_skeletons
 from reference import reference_soft_dice, reference_weighted_ce
 
 

@@ -12,8 +12,8 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 
 from helpers import make_trainer
 from nnunetv2_dbce import DBCELoss, dilated_balanced_weights
-from nnunetv2_dbce.patches.voxel_map_loader import raise_if_failed
 from nnunetv2_dbce.trainers import nnUNetTrainerBalancedCE, nnUNetTrainerDBCE
+from nnunetv2_dbce.voxel_maps.loader import raise_if_failed
 from reference import reference_weighted_ce
 
 
@@ -98,7 +98,7 @@ def test_bad_radius_is_refused_before_training(plans_and_dataset_json, radius, e
 
 def test_a_failing_sample_in_a_worker_is_raised_in_the_main_process_with_its_case(plans_and_dataset_json,
                                                                                      monkeypatch):
-    import nnunetv2_dbce.weight_maps as weight_map_module
+    import nnunetv2_dbce.voxel_maps.dbce as weight_map_module
 
     def broken(label_map, *args):
         raise ValueError("weight map exploded")
@@ -222,7 +222,7 @@ def test_a_case_that_fails_to_load_is_the_one_named(plans_and_dataset_json, monk
 
 def test_a_failure_after_the_last_sample_names_the_batch_and_interrupts_pass(plans_and_dataset_json, monkeypatch):
     loader = single_process_loaders(make_trainer(nnUNetTrainerDBCE, *plans_and_dataset_json))
-    import nnunetv2_dbce.patches.voxel_map_loader as loader_module
+    import nnunetv2_dbce.voxel_maps.loader as loader_module
 
     def uneven(per_sample):
         raise RuntimeError("maps of different shapes")

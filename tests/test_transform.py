@@ -83,7 +83,7 @@ def test_sampling_equals_torchs_nearest_exact_interpolation(shape_in, shape_out)
     """The strided / indexed sampling picks exactly the voxels interpolate(mode='nearest-exact') picks."""
     from torch.nn.functional import interpolate
 
-    from nnunetv2_dbce.transforms.voxel_map import sample_like_segmentation
+    from nnunetv2_dbce.voxel_maps.transform import sample_like_segmentation
     weight_map = torch.rand((2, *shape_in), generator=torch.Generator().manual_seed(len(shape_in)))
     expected = interpolate(weight_map[None], list(shape_out), mode="nearest-exact")[0]
     sampled = torch.from_numpy(sample_like_segmentation(weight_map.numpy(), shape_out))

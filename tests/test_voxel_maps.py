@@ -14,7 +14,7 @@ from monai.losses import BoundaryLoss as MonaiBoundaryLoss
 from helpers import USER_TRAINER_FOLDER, make_trainer
 from nnunetv2_dbce import BorderWeightedCELoss, BoundaryLoss, VoxelMapTransform
 from nnunetv2_dbce.trainers import nnUNetTrainerBoundaryLoss, nnUNetTrainerUNetBorderWeightedCE
-from nnunetv2_dbce.voxel_maps import signed_distance_maps, unet_border_weights
+from nnunetv2_dbce.voxel_maps.distance import signed_distance_maps, unet_border_weights
 from reference import reference_weights
 
 
@@ -251,7 +251,7 @@ def test_map_function_of_a_module_pickle_cannot_import_travels_by_its_file(tmp_p
     while it loads; a function pickle can find travels as itself."""
     import importlib.util
 
-    from nnunetv2_dbce.transforms.voxel_map import PicklableByFile, load_function
+    from nnunetv2_dbce.voxel_maps.transform import PicklableByFile, load_function
     (tmp_path / "map_neighbour.py").write_text("FACTOR = 3.0\n")
     (tmp_path / "user_maps_by_file.py").write_text(USER_MAP_MODULE)
     spec = importlib.util.spec_from_file_location("user_maps_by_file", tmp_path / "user_maps_by_file.py")
@@ -301,7 +301,7 @@ def test_map_function_of_a_module_pickle_cannot_import_travels_by_its_file(tmp_p
 
 
 def test_continuous_maps_are_block_means_in_3d_and_untouched_at_full_resolution():
-    from nnunetv2_dbce.transforms.voxel_map import average_to
+    from nnunetv2_dbce.voxel_maps.transform import average_to
     full = torch.arange(2 * 4 * 6 * 8, dtype=torch.float32).reshape(2, 4, 6, 8)
     assert average_to(full, (4, 6, 8)) is full
     torch.testing.assert_close(average_to(full, (2, 3, 4)), full.reshape(2, 2, 2, 3, 2, 4, 2).mean((2, 4, 6)))

@@ -4,14 +4,15 @@ import math
 import numpy as np
 import pytest
 
-from nnunetv2_dbce import dilated_balanced_weights, weight_maps
-from nnunetv2_dbce.weight_maps import (
-    axis_scale,
+from nnunetv2_dbce import dilated_balanced_weights
+from nnunetv2_dbce.voxel_maps import dilation as dilation_module
+from nnunetv2_dbce.voxel_maps.dilation import (
     ball_kernel,
     dilate_with_distance_transform,
     dilate_with_kernel,
     dilate_with_runs,
 )
+from nnunetv2_dbce.voxel_maps.labels import axis_scale
 from reference import ball_structuring_element, reference_weights
 
 
@@ -157,7 +158,7 @@ def test_bad_label_maps_are_refused():
 def test_label_boxes_equal_scipy_find_objects(shape):
     from scipy import ndimage
 
-    from nnunetv2_dbce.weight_maps import PER_LABEL_MAX_LABELS, label_boxes
+    from nnunetv2_dbce.voxel_maps.labels import PER_LABEL_MAX_LABELS, label_boxes
     for seed in range(5):
         for num_classes in (3, PER_LABEL_MAX_LABELS + 4):
             label_map = random_label_map(np.random.default_rng(seed), shape, num_classes, num_blobs=8)
@@ -213,9 +214,10 @@ def test_runs_across_words_of_the_packed_rows(shape, spacing):
 
 @pytest.mark.parametrize("path", ["distance transform", "runs"])
 def test_weight_maps_through_the_distance_transform_or_the_runs_match_reference(monkeypatch, path):
-    monkeypatch.setattr(weight_maps, "KERNEL_POINT_COST", math.inf)
+    monkeypatch.setattr(dilation_module, "KERNEL_POINT_COST", math.inf)
     free, unaffordable = {2: (0.0, 0.0), 3: (0.0, 0.0)}, {2: (math.inf, 0.0), 3: (math.inf, 0.0)}
-    monkeypatch.setattr(weight_maps, "DISTANCE_TRANSFORM_COST", free if path == "distance transform" else unaffordable)
+    monkeypatch.setattr(dilation_module, "DISTANCE_TRANSFORM_COST",
+                        free if path == "distance transform" else unaffordable)
     rng = np.random.default_rng(11)
     for shape, spacing in (((17, 23), None), ((6, 9, 11), (2.0, 1.0, 1.0))):
         label_map = random_label_map(rng, shape, num_classes=3, ignore_label=9)
@@ -226,13 +228,13 @@ def test_weight_maps_through_the_distance_transform_or_the_runs_match_reference(
 def test_dilate_runs_the_dilation_the_cost_model_picks(monkeypatch):
     taken = []
     for path in ("kernel", "runs", "distance_transform"):
-        dilation = getattr(weight_maps, f"dilate_with_{path}")
-        monkeypatch.setattr(weight_maps, f"dilate_with_{path}",
+        dilation = getattr(dilation_module, f"dilate_with_{path}")
+        monkeypatch.setattr(dilation_module, f"dilate_with_{path}",
                             lambda *args, path=path, dilation=dilation: taken.append(path) or dilation(*args))
     for shape, radius in (((40, 40), 5.0), ((512, 512), 20.0), ((24, 24, 24), 20.0)):
         mask = np.zeros(shape, bool)
         mask[tuple(n // 2 for n in shape)] = True
-        weight_maps.dilate(mask, radius, np.ones(len(shape)))
+        dilation_module.dilate(mask, radius, np.ones(len(shape)))
     assert taken == ["kernel", "runs", "distance_transform"]
 
 
@@ -243,7 +245,7 @@ def test_dilate_runs_the_dilation_the_cost_model_picks(monkeypatch):
 def test_cost_model_picks_the_fastest_dilation(shape, radius, path):
     """The cost model's choices where the measured times differ most (``--dilation`` of the benchmark), and a row
     one voxel longer than a packed word costing the runs a second word."""
-    from nnunetv2_dbce.weight_maps import cheapest_dilation
+    from nnunetv2_dbce.voxel_maps.dilation import cheapest_dilation
     assert cheapest_dilation(float(radius), (1.0,) * len(shape), shape) == path
 
 
@@ -253,7 +255,7 @@ def test_ball_runs_rebuild_the_ball(scale):
     """The union over the distinct discs of (disc rows of the listed half-widths) x (offsets -depth..depth along
     axis 0) is exactly ``ball_kernel``, radii on and between the integers and on sphere points such as 5; a 2D
     disc is one disc of depth 0."""
-    from nnunetv2_dbce.weight_maps import ball_runs
+    from nnunetv2_dbce.voxel_maps.dilation import ball_runs
     for radius in (0.5, 1.0, 2.0, math.sqrt(8), 3.5, 5.0, 6.0, 7.5, 10.0, 12.2):
         kernel = ball_kernel(radius, scale)
         if kernel.ndim == 2:
@@ -271,7 +273,7 @@ def test_ball_runs_rebuild_the_ball(scale):
 def test_widening_ladder_reaches_every_width_from_a_base_at_least_half_as_wide():
     """Each width the runs need is made, ascending, from the rows (0) or an earlier width whose two shifted copies
     reach it; one width alone takes as many steps as it has bits (doubling)."""
-    from nnunetv2_dbce.weight_maps import widening_ladder
+    from nnunetv2_dbce.voxel_maps.dilation import widening_ladder
     for widths in ([1], [5], [0, 3, 4, 5], [6, 8, 10, 12, 13, 20], range(31), [64, 65, 130], [250]):
         ladder = widening_ladder(widths)
         assert set(widths) - {0} <= set(ladder)
@@ -288,7 +290,7 @@ def test_widening_ladder_reaches_every_width_from_a_base_at_least_half_as_wide()
 def test_label_range_of_whole_and_cropped_maps(dtype):
     """The one-pass range (OpenCV where it reads the layout, numpy otherwise) equals numpy's min and max, also on
     crops that are not contiguous, as nnU-Net's transforms hand them over when they only crop."""
-    from nnunetv2_dbce.weight_maps import label_range
+    from nnunetv2_dbce.voxel_maps.labels import label_range
     rng = np.random.default_rng(3)
     for shape in ((37, 41), (9, 12, 14)):
         whole = rng.integers(0, 100, shape).astype(dtype)
@@ -298,7 +300,7 @@ def test_label_range_of_whole_and_cropped_maps(dtype):
 
 
 def test_boxes_overlap_only_when_they_share_a_voxel():
-    from nnunetv2_dbce.weight_maps import boxes_overlap
+    from nnunetv2_dbce.voxel_maps.dbce import boxes_overlap
     box = (slice(2, 5), slice(2, 5))
     for axis in range(2):
         for start, stop, shared in ((5, 8, False), (4, 8, True), (0, 2, False), (0, 3, True)):
@@ -311,7 +313,7 @@ def test_boxes_overlap_only_when_they_share_a_voxel():
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_banded_area_counts_each_banded_voxel_once(ndim):
     """Against a whole-array OR of the bands: disjoint, touching and overlapping boxes, none at the origin."""
-    from nnunetv2_dbce.weight_maps import banded_area
+    from nnunetv2_dbce.voxel_maps.dbce import banded_area
     rng = np.random.default_rng(ndim)
     shape = (30,) * ndim
     for _ in range(40):
@@ -327,7 +329,7 @@ def test_banded_area_counts_each_banded_voxel_once(ndim):
 
 
 def test_label_boxes_and_largest_label_of_empty_and_background_maps():
-    from nnunetv2_dbce.weight_maps import label_boxes, label_map_and_max
+    from nnunetv2_dbce.voxel_maps.labels import label_boxes, label_map_and_max
     for label_map in (np.zeros((0, 4), np.int16), np.zeros((5, 4), np.int16), np.zeros((3, 5, 4), np.uint8)):
         assert label_boxes(label_map) == {}
         assert label_map_and_max(label_map)[1] == 0
@@ -340,7 +342,7 @@ def test_label_boxes_and_largest_label_of_empty_and_background_maps():
 
 
 def test_as_label_map_checks_and_keeps_the_labels():
-    from nnunetv2_dbce.weight_maps import as_label_map
+    from nnunetv2_dbce.voxel_maps.labels import as_label_map
     label_map = np.array([[0, 2], [1, 3]], np.float64)
     result = as_label_map(label_map, ignore_label=3)
     assert np.issubdtype(result.dtype, np.integer) and result.tolist() == [[0, 2], [1, 3]]

@@ -18,7 +18,7 @@ class DBCELoss(nn.Module):
 
     Example (weight maps of R = 3 from the labels; with weights 1 everywhere DBCE is plain CE)::
 
-        >>> from nnunetv2_dbce.weight_maps import dilated_balanced_weights
+        >>> from nnunetv2_dbce.voxel_maps.dbce import dilated_balanced_weights
         >>> logits, target = torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 1, 32, 32))
         >>> weights = torch.stack([torch.from_numpy(dilated_balanced_weights(t[0].numpy(), 3))[None] for t in target])
         >>> value = DBCELoss()(logits, target, weights)
@@ -73,7 +73,7 @@ class RegionDBCELoss(nn.Module):
 
     Example (per-region weight maps of R = 3; with weights 1 everywhere, plain BCE)::
 
-        >>> from nnunetv2_dbce.weight_maps import region_weights
+        >>> from nnunetv2_dbce.voxel_maps.dbce import region_weights
         >>> logits, regions = torch.randn(2, 2, 32, 32), torch.randint(0, 2, (2, 2, 32, 32))
         >>> weights = torch.stack([torch.from_numpy(region_weights(r.numpy(), 3)) for r in regions])
         >>> value = RegionDBCELoss()(logits, regions, weights)

@@ -26,7 +26,7 @@ class SkeletonRecallLoss(nn.Module):
 
     Example (a bar: a confident right prediction recalls its whole skeleton, the opposite none of it)::
 
-        >>> from nnunetv2_dbce.voxel_maps import tubed_skeletons
+        >>> from nnunetv2_dbce.voxel_maps.skeletons import tubed_skeletons
         >>> target = torch.zeros(1, 1, 16, 16, dtype=torch.long)
         >>> target[0, 0, 7:9, 2:14] = 1
         >>> skeletons = torch.stack([torch.from_numpy(tubed_skeletons(t[0].numpy(), [1])) for t in target])

@@ -17,7 +17,7 @@ from pathlib import Path
 from nnunetv2_dbce.tools.cli import UserError, console_command
 from nnunetv2_dbce.tools.nnunet import nnunet_command
 from nnunetv2_dbce.tools.synthetic import LABELS, write_synthetic_dataset
-from nnunetv2_dbce.weight_maps import check_radius
+from nnunetv2_dbce.voxel_maps.dilation import check_radius
 
 DEMO_TRAINER = '''import torch
 

@@ -23,7 +23,9 @@ import numpy as np
 from nnunetv2_dbce.tools.cli import UserError, console_command
 from nnunetv2_dbce.tools.figures import saved_figure
 from nnunetv2_dbce.tools.nnunet import check_configuration, dataset_folder, fold_cases
-from nnunetv2_dbce.weight_maps import axis_scale, check_radius, dilate, dilated_balanced_weights
+from nnunetv2_dbce.voxel_maps.dbce import dilated_balanced_weights
+from nnunetv2_dbce.voxel_maps.dilation import check_radius, dilate
+from nnunetv2_dbce.voxel_maps.labels import axis_scale
 
 
 def load_preprocessed_case(dataset: str, case: str, configuration: str, plans: str) -> tuple:

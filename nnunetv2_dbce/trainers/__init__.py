@@ -1,5 +1,6 @@
 """nnU-Net trainers, selected with ``nnUNetv2_train ... -tr <name>``."""
 from nnunetv2_dbce.trainers.baselines import nnUNetTrainerFocalLoss, nnUNetTrainerFocalTversky
+from nnunetv2_dbce.trainers.boundary import nnUNetTrainerBoundaryLoss, nnUNetTrainerUNetBorderWeightedCE
 from nnunetv2_dbce.trainers.dbce import (
                                          nnUNetTrainerBalancedCE,
                                          nnUNetTrainerDBCE,
@@ -28,7 +29,6 @@ from nnunetv2_dbce.trainers.pm_dice import (
 )
 from nnunetv2_dbce.trainers.topology import nnUNetTrainerclDice, nnUNetTrainerSkeletonRecall
 from nnunetv2_dbce.trainers.voxel_map import nnUNetTrainerVoxelMap
-from nnunetv2_dbce.trainers.voxel_map_losses import nnUNetTrainerBoundaryLoss, nnUNetTrainerUNetBorderWeightedCE
 
 __all__ = ["nnUNetTrainerBalancedCE", "nnUNetTrainerBoundaryLoss", "nnUNetTrainerDBCE", "nnUNetTrainerDBCE_derived",
            "nnUNetTrainerDBCE_R1", "nnUNetTrainerDBCE_R3", "nnUNetTrainerDBCE_R5", "nnUNetTrainerDBCE_R10",

@@ -7,16 +7,17 @@ from torch import nn
 
 from nnunetv2_dbce.losses.compound import DiceAndDBCELoss
 from nnunetv2_dbce.losses.dbce import DBCELoss, RegionDBCELoss
-from nnunetv2_dbce.structure_sizes import (
+from nnunetv2_dbce.trainers.settings import CheckpointedLossSettings
+from nnunetv2_dbce.trainers.soft_dice import nnunet_soft_dice
+from nnunetv2_dbce.trainers.voxel_map import nnUNetTrainerVoxelMap
+from nnunetv2_dbce.voxel_maps.dbce import DBCEWeightMap
+from nnunetv2_dbce.voxel_maps.dilation import check_radius
+from nnunetv2_dbce.voxel_maps.structure_sizes import (
     RADIUS_PER_STRUCTURE_RADIUS,
     derived_radius,
     measured_identifiers,
     structure_radii,
 )
-from nnunetv2_dbce.trainers.settings import CheckpointedLossSettings
-from nnunetv2_dbce.trainers.soft_dice import nnunet_soft_dice
-from nnunetv2_dbce.trainers.voxel_map import nnUNetTrainerVoxelMap
-from nnunetv2_dbce.weight_maps import DBCEWeightMap, check_radius
 
 
 class nnUNetTrainerDBCE(CheckpointedLossSettings, nnUNetTrainerVoxelMap):

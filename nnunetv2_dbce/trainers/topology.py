@@ -11,7 +11,7 @@ from nnunetv2_dbce.trainers.lost_labels import LostLabelWarning
 from nnunetv2_dbce.trainers.settings import CheckpointedLossSettings
 from nnunetv2_dbce.trainers.soft_dice import nnunet_dice_ce
 from nnunetv2_dbce.trainers.voxel_map import nnUNetTrainerVoxelMap
-from nnunetv2_dbce.voxel_maps import TUBE_RADIUS, TubedSkeletons
+from nnunetv2_dbce.voxel_maps.skeletons import TUBE_RADIUS, TubedSkeletons
 
 
 class nnUNetTrainerSkeletonRecall(CheckpointedLossSettings, nnUNetTrainerVoxelMap):

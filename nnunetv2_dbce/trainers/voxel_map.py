@@ -12,10 +12,10 @@ from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import nn
 
-from nnunetv2_dbce.patches.voxel_map_loader import FAILED_KEY, raise_if_failed, voxel_map_loader_in_nnunet
 from nnunetv2_dbce.trainers.deep_supervision import with_innermost
 from nnunetv2_dbce.trainers.lost_labels import LostLabelWarning
-from nnunetv2_dbce.transforms.voxel_map import VOXEL_MAP_KEY, VoxelMapTransform
+from nnunetv2_dbce.voxel_maps.loader import FAILED_KEY, raise_if_failed, voxel_map_loader_in_nnunet
+from nnunetv2_dbce.voxel_maps.transform import VOXEL_MAP_KEY, VoxelMapTransform
 
 
 class nnUNetTrainerVoxelMap(LostLabelWarning, nnUNetTrainer):

@@ -5,7 +5,7 @@ from nnunetv2_dbce.losses.boundary import BorderWeightedCELoss, BoundaryLoss, Re
 from nnunetv2_dbce.trainers.deep_supervision import innermost, refuse_regions
 from nnunetv2_dbce.trainers.soft_dice import nnunet_dice_ce
 from nnunetv2_dbce.trainers.voxel_map import nnUNetTrainerVoxelMap
-from nnunetv2_dbce.voxel_maps import SignedDistanceMaps, UNetBorderWeights
+from nnunetv2_dbce.voxel_maps.distance import SignedDistanceMaps, UNetBorderWeights
 
 
 class nnUNetTrainerBoundaryLoss(nnUNetTrainerVoxelMap):

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 
-from nnunetv2_dbce.transforms.voxel_map import VOXEL_MAP_KEY
+from nnunetv2_dbce.voxel_maps.transform import VOXEL_MAP_KEY
 
 nnunet_trainer_module: Any = importlib.import_module(  # its global nnUNetDataLoader is swapped below
     "nnunetv2.training.nnUNetTrainer.nnUNetTrainer")

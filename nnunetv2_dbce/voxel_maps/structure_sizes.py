@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from scipy import ndimage
 
-from nnunetv2_dbce.weight_maps import axis_scale
+from nnunetv2_dbce.voxel_maps.labels import axis_scale
 
 # The derived radius is this fraction of the typical structure's equivalent radius (see derived_radius).
 RADIUS_PER_STRUCTURE_RADIUS = 0.5

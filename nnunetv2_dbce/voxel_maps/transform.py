@@ -1,5 +1,6 @@
 """Per-voxel maps made from the augmented label inside nnU-Net's batchgeneratorsv2 pipeline, at every
-deep-supervision scale: the transform behind DBCE's weight maps and any user map."""
+deep-supervision scale: ``VoxelMapTransform`` for any map function, ``DilatedBalancedWeightsTransform`` for DBCE's
+weight maps."""
 import importlib.util
 import os
 import pickle
@@ -12,6 +13,9 @@ import numpy as np
 import torch
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 from torch.nn.functional import adaptive_avg_pool2d, adaptive_avg_pool3d, interpolate
+
+from nnunetv2_dbce.voxel_maps.dbce import DBCEWeightMap
+from nnunetv2_dbce.voxel_maps.dilation import check_radius
 
 VOXEL_MAP_KEY = "voxel_map"
 
@@ -162,3 +166,27 @@ class VoxelMapTransform(BasicTransform):
             data_dict[VOXEL_MAP_KEY] = [torch.from_numpy(sample_like_segmentation(computed, s.shape[1:]))
                                         for s in segmentation]
         return data_dict
+
+
+class DilatedBalancedWeightsTransform(VoxelMapTransform):
+    """Adds ``data_dict['voxel_map']``: the DBCE weight map of the (augmented) segmentation, (1, X, Y[, Z]) float32.
+
+    A ``VoxelMapTransform`` with ``DBCEWeightMap``: place it last, after spatial augmentation,
+    ``RemoveLabelTansform`` and, with deep supervision, ``DownsampleSegForDSTransform``. The map is computed
+    once from the full-resolution segmentation; when ``segmentation`` is a list (one tensor per
+    deep-supervision scale, full resolution first) ``voxel_map`` is a list of maps sampled to the same shapes
+    exactly as nnU-Net samples the segmentation.
+    """
+
+    def __init__(self, dilation_radius: float, spacing: Sequence[float] | None = None,
+                 ignore_label: int | None = None, max_label: int | None = None):
+        """
+        :param dilation_radius: R in voxels of the finest axis.
+        :param spacing: voxel spacing per spatial axis; None for isotropic.
+        :param ignore_label: label left out of the weighting (weight 0).
+        :param max_label: the largest label the dataset defines (ignore label included); a larger one in a
+            patch is an error. None: not checked.
+        """
+        self.dilation_radius = check_radius(dilation_radius)
+        super().__init__(DBCEWeightMap(self.dilation_radius, ignore_label), spacing, continuous=False,
+                         max_label=max_label)
