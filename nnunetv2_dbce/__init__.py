@@ -5,6 +5,7 @@ are found by ``nnUNetv2_train -tr <name>``. Importing the package imports the lo
 maps (OpenCV, edt, scipy), the transforms (batchgeneratorsv2) and ``nnUNetTrainerVoxelMap`` (the per-voxel map
 extension point, nnU-Net) are importable from here too, each loaded at its first use.
 """
+import warnings
 from importlib import import_module
 
 from nnunetv2_dbce.losses import (
@@ -22,19 +23,27 @@ from nnunetv2_dbce.losses import (
     SkeletonRecallLoss,
 )
 
-_LAZY = {"DilatedBalancedWeightsTransform": "nnunetv2_dbce.voxel_maps.transform",
+_LAZY = {"DBCEWeightMapTransform": "nnunetv2_dbce.voxel_maps.transform",
          "VoxelMapTransform": "nnunetv2_dbce.voxel_maps.transform",
-         "dilated_balanced_weights": "nnunetv2_dbce.voxel_maps.dbce",
-         "region_weights": "nnunetv2_dbce.voxel_maps.dbce",
+         "dbce_weight_map": "nnunetv2_dbce.voxel_maps.dbce",
+         "region_dbce_weight_maps": "nnunetv2_dbce.voxel_maps.dbce",
          "nnUNetTrainerVoxelMap": "nnunetv2_dbce.trainers.voxel_map"}
 
-__all__ = ["BorderWeightedCELoss", "BoundaryLoss", "ClDiceLoss", "DBCELoss", "DiceAndDBCELoss",
-           "DilatedBalancedWeightsTransform", "FocalLoss", "FocalTverskyLoss", "PMDiceCELoss", "PMDiceLoss",
+__all__ = ["BorderWeightedCELoss", "BoundaryLoss", "ClDiceLoss", "DBCELoss", "DBCEWeightMapTransform",
+           "DiceAndDBCELoss", "FocalLoss", "FocalTverskyLoss", "PMDiceCELoss", "PMDiceLoss",
            "RegionAndBoundaryLoss", "RegionDBCELoss", "SkeletonRecallLoss", "VoxelMapTransform",
-           "dilated_balanced_weights", "nnUNetTrainerVoxelMap", "region_weights"]
+           "dbce_weight_map", "nnUNetTrainerVoxelMap", "region_dbce_weight_maps"]
+
+
+# names up to nnunetv2-dbce 0.1.0, still served with a DeprecationWarning: the DBCE weight map now goes by one name
+RENAMED = {"dilated_balanced_weights": "dbce_weight_map", "region_weights": "region_dbce_weight_maps",
+           "DilatedBalancedWeightsTransform": "DBCEWeightMapTransform"}
 
 
 def __getattr__(name: str) -> object:
+    if name in RENAMED:
+        warnings.warn(f"nnunetv2_dbce.{name} is now nnunetv2_dbce.{RENAMED[name]}", DeprecationWarning, stacklevel=2)
+        return __getattr__(RENAMED[name])
     if name in _LAZY:
         value = getattr(import_module(_LAZY[name]), name)
         globals()[name] = value

@@ -21,7 +21,7 @@ from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
 from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 from nnunetv2.utilities.helpers import softmax_helper_dim1
 
-from nnunetv2_dbce import DBCELoss, PMDiceCELoss, PMDiceLoss, dilated_balanced_weights
+from nnunetv2_dbce import DBCELoss, PMDiceCELoss, PMDiceLoss, dbce_weight_map
 
 SHAPES = {"2D 12 x 3 x 256^2": (12, 3, 256, 256), "3D 2 x 4 x 96^3": (2, 4, 96, 96, 96)}
 
@@ -51,7 +51,7 @@ def inputs(shape, device):
             radius = shape[2] / (4 * label)
             inside = sum((g - c) ** 2 for g, c in zip(grid, centre)) <= radius ** 2
             target[b, 0][torch.from_numpy(inside)] = label
-    weights = torch.stack([torch.from_numpy(dilated_balanced_weights(t[0].numpy(), 5))[None] for t in target])
+    weights = torch.stack([torch.from_numpy(dbce_weight_map(t[0].numpy(), 5))[None] for t in target])
     return logits.to(device), target.to(device), weights.to(device)
 
 

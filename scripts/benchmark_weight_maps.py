@@ -4,7 +4,7 @@ Both run on the same synthetic patches (``CASES``: 3D 128^3 and 2D 512^2 / 256^2
 and many structures, up to 120 classes), fed to nnU-Net 2.8's ``get_training_transforms`` set up as its
 trainer sets them up: rotation +-180 degrees in 2D and +-30 in 3D, mirroring on every axis, the patch
 enlarged by ``get_patch_size`` exactly as its data loader does, one deep-supervision scale per pooling of
-the U-Net nnU-Net plans for the patch. The weight-map figure is ``DilatedBalancedWeightsTransform`` on the
+the U-Net nnU-Net plans for the patch. The weight-map figure is ``DBCEWeightMapTransform`` on the
 augmented patch, all deep-supervision scales together. ``--dilation`` prints the cost of the three exact
 dilations (OpenCV kernel, runs on packed rows, distance transform) that the cost model in ``weight_maps`` is
 fitted to, and the one it picks; ``--voxel-maps`` adds rows for the
@@ -12,7 +12,7 @@ packaged per-voxel maps (the boundary loss's signed distances, the U-Net border 
 skeletons) on the same samples, and on the vessel-tree cases the cost of clDice's soft skeletons (forward and
 backward of ``ClDiceLoss`` for one sample, which runs in the training step instead of the workers).
 
-A second part plots the cost of ``dilated_balanced_weights`` alone against patch size and radius
+A second part plots the cost of ``dbce_weight_map`` alone against patch size and radius
 (structures scaled with the patch) to ``--plot``.
 
     python scripts/benchmark_weight_maps.py [--cases 2D] [--voxel-maps] [--dilation] [--plot docs/weight_map_cost.png]
@@ -33,7 +33,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from scipy import ndimage
 from threadpoolctl import threadpool_limits
 
-from nnunetv2_dbce import DilatedBalancedWeightsTransform, VoxelMapTransform, dilated_balanced_weights
+from nnunetv2_dbce import DBCEWeightMapTransform, VoxelMapTransform, dbce_weight_map
 from nnunetv2_dbce.losses.topology import ClDiceLoss
 from nnunetv2_dbce.tools.figures import saved_figure
 from nnunetv2_dbce.tools.synthetic import vessel_case
@@ -94,7 +94,7 @@ def case_labels(shape, structures):
 
 def map_transforms(radii, num_classes, voxel_maps):
     """(row label, transform) pairs: DBCE at each radius, then the packaged per-voxel maps when asked."""
-    rows = [(f"weight maps, R = {radius:g}", DilatedBalancedWeightsTransform(radius)) for radius in radii]
+    rows = [(f"weight maps, R = {radius:g}", DBCEWeightMapTransform(radius)) for radius in radii]
     if voxel_maps and num_classes <= VOXEL_MAP_MAX_CLASSES:
         rows += [("boundary loss: signed distances", VoxelMapTransform(SignedDistanceMaps(num_classes + 1),
                                                                         continuous=True)),
@@ -178,7 +178,7 @@ def plot_cost(path: Path, radii=(0, 2, 5, 10, 20)) -> None:
                     times = []
                     for _ in range(5):
                         start = time.perf_counter()
-                        dilated_balanced_weights(labels, radius)
+                        dbce_weight_map(labels, radius)
                         times.append(time.perf_counter() - start)
                     costs.append(1000 * np.median(times))
                 ax.plot([s ** ndim for s in sizes[ndim]], costs, marker="o", label=f"R = {radius}")

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from nnunetv2_dbce import DBCELoss, RegionDBCELoss, dilated_balanced_weights
+from nnunetv2_dbce import DBCELoss, RegionDBCELoss, dbce_weight_map
 from reference import reference_weighted_ce
 
 
@@ -60,12 +60,12 @@ def test_unit_weights_give_plain_cross_entropy():
 
 
 def test_with_real_weight_maps_and_float_targets():
-    """nnU-Net targets are float tensors; weights from dilated_balanced_weights per sample."""
+    """nnU-Net targets are float tensors; weights from dbce_weight_map per sample."""
     generator = torch.Generator().manual_seed(2)
     target = torch.zeros((2, 1, 12, 12))
     target[0, 0, 2:4, 2:5] = 1
     target[1, 0, 6:11, 3:9] = 2
-    weights = torch.stack([torch.from_numpy(dilated_balanced_weights(t[0].numpy(), 2))[None] for t in target])
+    weights = torch.stack([torch.from_numpy(dbce_weight_map(t[0].numpy(), 2))[None] for t in target])
     logits = torch.randn((2, 3, 12, 12), generator=generator, dtype=torch.float64)
     expected = reference_weighted_ce(logits.numpy(), target[:, 0].numpy(), weights[:, 0].numpy())
     assert DBCELoss()(logits, target, weights).item() == pytest.approx(expected, rel=1e-6)

@@ -7,7 +7,7 @@ from nnunetv2.utilities.helpers import softmax_helper_dim1
 from test_regions import weighted_bce_voxel_loop
 
 from helpers import make_trainer, onehot, validation_loss_and_reference
-from nnunetv2_dbce import DiceAndDBCELoss, dilated_balanced_weights
+from nnunetv2_dbce import DiceAndDBCELoss, dbce_weight_map
 from nnunetv2_dbce.trainers import nnUNetTrainerDiceDBCE, nnUNetTrainerDiceDBCE_R5
 from reference import reference_soft_dice, reference_weighted_ce
 
@@ -22,7 +22,7 @@ def test_dice_and_dbce_is_the_sum_of_nnunets_dice_and_dbce(ignore_label, batch_d
     generator = torch.Generator().manual_seed(11)
     logits = 2 * torch.randn((2, 3, 7, 6), generator=generator, dtype=torch.float64)
     target = torch.randint(0, 3 if ignore_label is None else 4, (2, 1, 7, 6), generator=generator)
-    weights = torch.stack([torch.from_numpy(dilated_balanced_weights(t[0].numpy(), 1, ignore_label=ignore_label))[None]
+    weights = torch.stack([torch.from_numpy(dbce_weight_map(t[0].numpy(), 1, ignore_label=ignore_label))[None]
                            for t in target]).double()
     loss = DiceAndDBCELoss(nnunet_dice(batch_dice=batch_dice), ignore_label)
     labels = target[:, 0].numpy()

@@ -86,10 +86,10 @@ def test_importing_the_package_loads_the_losses_only():
     probe = "\n".join([
         "import sys, nnunetv2_dbce",
         f"print(sorted(m for m in {heavy!r} if m in sys.modules))",
-        "from nnunetv2_dbce import dilated_balanced_weights, VoxelMapTransform, nnUNetTrainerVoxelMap",
+        "from nnunetv2_dbce import dbce_weight_map, VoxelMapTransform, nnUNetTrainerVoxelMap",
         f"print(sorted(m for m in {heavy!r} if m in sys.modules))",
-        "print(dilated_balanced_weights.__module__, nnUNetTrainerVoxelMap.__module__)",
-        "print('region_weights' in dir(nnunetv2_dbce))"])
+        "print(dbce_weight_map.__module__, nnUNetTrainerVoxelMap.__module__)",
+        "print('region_dbce_weight_maps' in dir(nnunetv2_dbce))"])
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
                             env={k: v for k, v in os.environ.items() if k != "nnUNet_extTrainer"})
     before, after, modules, listed = result.stdout.splitlines()[-4:]
@@ -98,3 +98,9 @@ def test_importing_the_package_loads_the_losses_only():
     assert modules == "nnunetv2_dbce.voxel_maps.dbce nnunetv2_dbce.trainers.voxel_map" and listed == "True"
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = nnunetv2_dbce.nope
+
+
+@pytest.mark.parametrize("old, new", sorted(nnunetv2_dbce.RENAMED.items()))
+def test_a_renamed_public_name_still_works_with_a_deprecation_warning(old, new):
+    with pytest.warns(DeprecationWarning, match=f"nnunetv2_dbce.{old} is now nnunetv2_dbce.{new}"):
+        assert getattr(nnunetv2_dbce, old) is getattr(nnunetv2_dbce, new)

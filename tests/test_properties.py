@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from nnunetv2_dbce import DBCELoss, DiceAndDBCELoss, PMDiceCELoss, PMDiceLoss, dilated_balanced_weights
+from nnunetv2_dbce import DBCELoss, DiceAndDBCELoss, PMDiceCELoss, PMDiceLoss, dbce_weight_map
 from reference import reference_pm_dice, reference_weights
 
 # derandomize: the same examples on every run, so that the suite's outcome never depends on chance
@@ -31,7 +31,7 @@ def label_maps(draw, max_side=9):
 @given(label_maps(), st.floats(0, 12) | st.integers(0, 12))
 def test_weight_maps_equal_the_reference(case, radius):
     label_map, spacing, ignore_label = case
-    weights = dilated_balanced_weights(label_map, radius, spacing, ignore_label)
+    weights = dbce_weight_map(label_map, radius, spacing, ignore_label)
     np.testing.assert_allclose(weights, reference_weights(label_map, radius, spacing, ignore_label), rtol=1e-5)
     assert weights.dtype == np.float32 and np.all(np.isfinite(weights)) and np.all(weights >= 0)
     valid = label_map != ignore_label if ignore_label is not None else np.ones(label_map.shape, bool)
@@ -42,7 +42,7 @@ def test_weight_maps_equal_the_reference(case, radius):
 @given(label_maps(max_side=6), st.floats(0, 6), st.integers(0, 2**31 - 1))
 def test_dbce_loss_is_finite_non_negative_with_finite_gradients(case, radius, seed):
     label_map, spacing, ignore_label = case
-    weights = torch.from_numpy(dilated_balanced_weights(label_map, radius, spacing, ignore_label))[None, None]
+    weights = torch.from_numpy(dbce_weight_map(label_map, radius, spacing, ignore_label))[None, None]
     target = torch.from_numpy(label_map.astype(np.int64))[None, None]
     classes = int(label_map.max()) + 1 if ignore_label is None else ignore_label
     logits = (torch.randn((1, max(classes, 2), *label_map.shape), generator=torch.Generator().manual_seed(seed))
@@ -84,7 +84,7 @@ def awkward_targets():
 @pytest.mark.parametrize("radius", [0, 5, 1000])
 @pytest.mark.parametrize("scale", [1.0, 1e4])
 def test_fp16_autocast_is_finite_on_awkward_batches(name, target, ignore_label, radius, scale):
-    weights = torch.stack([torch.from_numpy(dilated_balanced_weights(t[0].numpy(), radius,
+    weights = torch.stack([torch.from_numpy(dbce_weight_map(t[0].numpy(), radius,
                                                                      ignore_label=ignore_label))[None]
                            for t in target])
     logits = (torch.sign(torch.randn((2, 3, 8, 8), generator=torch.Generator().manual_seed(0))) * scale)

@@ -10,7 +10,7 @@ from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import Dow
 from batchgeneratorsv2.transforms.utils.seg_to_regions import ConvertSegmentationToRegionsTransform
 
 from helpers import logged_and_reference, make_trainer
-from nnunetv2_dbce import DiceAndDBCELoss, DilatedBalancedWeightsTransform, PMDiceLoss, RegionDBCELoss, region_weights
+from nnunetv2_dbce import DBCEWeightMapTransform, DiceAndDBCELoss, PMDiceLoss, RegionDBCELoss, region_dbce_weight_maps
 from nnunetv2_dbce.trainers import nnUNetTrainerBalancedCE, nnUNetTrainerDBCE, nnUNetTrainerDBCEPMDice
 from nnunetv2_dbce.voxel_maps.dbce import DBCEWeightMap
 from reference import reference_pm_dice, reference_weights
@@ -38,7 +38,7 @@ def region_masks(label_map, ignore_label=3):
 def test_region_weights_are_each_channels_binary_weights(shape, spacing, radius):
     for seed in range(3):
         label_map = label_map_with_ignore(shape, seed)
-        weights = region_weights(region_masks(label_map), radius, spacing, ignore_channel=True)
+        weights = region_dbce_weight_maps(region_masks(label_map), radius, spacing, ignore_channel=True)
         assert weights.shape == (2, *shape)
         for channel, region in enumerate(REGIONS):
             binary = np.where(label_map == 3, 2, np.isin(label_map, region)).astype(np.int16)
@@ -52,7 +52,7 @@ def test_region_weights_without_an_ignore_channel_and_through_the_map_function(s
     """Every channel is a region when nnU-Net has no ignore label; ``DBCEWeightMap`` passes the spacing on."""
     label_map = label_map_with_ignore((15, 18), 0, ignore_label=0)
     masks = np.stack([np.isin(label_map, r) for r in REGIONS]).astype(np.int16)
-    weights = region_weights(masks, 2, spacing)
+    weights = region_dbce_weight_maps(masks, 2, spacing)
     assert weights.shape == (2, 15, 18) and weights.dtype == np.float32
     for channel, region in enumerate(REGIONS):
         expected = reference_weights(np.isin(label_map, region).astype(np.int16), 2, spacing)
@@ -110,9 +110,9 @@ def test_region_maps_in_nnunets_pipeline_at_every_scale():
     label_map = label_map_with_ignore((24, 20), seed=8)
     scales = [[1, 1], [0.5, 0.5], [0.25, 0.25]]
     pipeline = ComposeTransforms([ConvertSegmentationToRegionsTransform(REGIONS + [3], channel_in_seg=0),
-                                  DownsampleSegForDSTransform(scales), DilatedBalancedWeightsTransform(2, None, 3)])
+                                  DownsampleSegForDSTransform(scales), DBCEWeightMapTransform(2, None, 3)])
     out = pipeline(image=torch.zeros((1, 24, 20)), segmentation=torch.from_numpy(label_map)[None])
-    full = region_weights(region_masks(label_map), 2, None, ignore_channel=True)
+    full = region_dbce_weight_maps(region_masks(label_map), 2, None, ignore_channel=True)
     for scale_target, scale_map in zip(out["segmentation"], out["voxel_map"]):
         assert scale_target.shape[0] == 3 and scale_map.shape == (2, *scale_target.shape[1:])
     np.testing.assert_array_equal(out["voxel_map"][0].numpy(), full)
@@ -139,7 +139,7 @@ def test_dbce_trainers_train_region_datasets(plans_and_dataset_json, trainer_cla
         assert target.shape[1] == 2 and weights.shape == target.shape
     radius = trainer.dilation_radius
     for b in range(batch["target"][0].shape[0]):
-        expected = region_weights(batch["target"][0][b].numpy(), radius, trainer.configuration_manager.spacing)
+        expected = region_dbce_weight_maps(batch["target"][0][b].numpy(), radius, trainer.configuration_manager.spacing)
         np.testing.assert_allclose(batch["voxel_map"][0][b].numpy(), expected, rtol=1e-6)
     trainer.on_train_epoch_start()
     assert math.isfinite(trainer.train_step(batch)["loss"])

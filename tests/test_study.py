@@ -37,7 +37,7 @@ from nnunetv2_dbce.tools.study_report import (
 )
 from nnunetv2_dbce.tools.study_run import log_start
 from nnunetv2_dbce.tools.surface_metrics import surface_distances
-from nnunetv2_dbce.voxel_maps.dbce import dilated_balanced_weights
+from nnunetv2_dbce.voxel_maps.dbce import dbce_weight_map
 from reference import ball_structuring_element, reference_surface_metrics
 
 INSPECT, CONVERT_KVASIR = (nnunet_command(f"nnUNetv2_dbce_{name}") for name in ("inspect", "convert_kvasir"))
@@ -294,7 +294,7 @@ def test_inspector_writes_the_training_weight_map(preprocessed_dataset, nnunet_e
     label_map = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / f"{case}_label.nii.gz")))
     for radius in (0, 3):
         weights = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / f"{case}_weights_R{radius}.nii.gz")))
-        np.testing.assert_allclose(weights[0], dilated_balanced_weights(label_map[0], radius), rtol=1e-6)
+        np.testing.assert_allclose(weights[0], dbce_weight_map(label_map[0], radius), rtol=1e-6)
     assert set(np.unique(label_map)) == {0, 1, 2}
     assert Image.open(tmp_path / f"{case}_weight_map.png").size[0] > 300
     table = shown.stdout.splitlines()[-4:]  # R 0 and 3, labels spot and blob, one patch (a 2D image)
@@ -311,7 +311,7 @@ def test_weight_shares_of_two_touching_structures():
     label_map[5:8, 5:8] = 1
     label_map[5:9, 8:11] = 2
     radius = 2
-    weights = dilated_balanced_weights(label_map, radius)
+    weights = dbce_weight_map(label_map, radius)
     shares = patch_shares(label_map, weights, radius, (1.0, 1.0))
     ball = ball_structuring_element(radius)
     dilated = {c: ndimage.binary_dilation(label_map == c, structure=ball) for c in (1, 2)}

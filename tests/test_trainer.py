@@ -11,7 +11,7 @@ import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 
 from helpers import make_trainer
-from nnunetv2_dbce import DBCELoss, dilated_balanced_weights
+from nnunetv2_dbce import DBCELoss, dbce_weight_map
 from nnunetv2_dbce.trainers import nnUNetTrainerBalancedCE, nnUNetTrainerDBCE
 from nnunetv2_dbce.voxel_maps.loader import raise_if_failed
 from reference import reference_weighted_ce
@@ -29,7 +29,7 @@ def test_batches_carry_weights_of_the_augmented_targets(plans_and_dataset_json):
         for scale_target, scale_weights in zip(targets, weights):
             assert scale_weights.shape == scale_target.shape and scale_weights.dtype == torch.float32
         for b in range(targets[0].shape[0]):
-            full = dilated_balanced_weights(targets[0][b, 0].numpy(), trainer.dilation_radius, spacing)
+            full = dbce_weight_map(targets[0][b, 0].numpy(), trainer.dilation_radius, spacing)
             np.testing.assert_array_equal(weights[0][b, 0].numpy(), full)
             for scale_target, scale_weights in zip(targets[1:], weights[1:]):
                 # every lower-scale voxel carries the weight of a full-resolution voxel of the same label
@@ -67,7 +67,7 @@ def test_train_step_on_background_only_and_absent_class_batches(plans_and_datase
     assert np.isfinite(trainer.train_step(background_only)["loss"])
     one_class = [torch.where(t == 2, 0, t) for t in batch["target"]]
     one_class_batch = {"data": batch["data"], "target": one_class,
-                       "voxel_map": [torch.stack([torch.from_numpy(dilated_balanced_weights(s[0].numpy(), 0))[None]
+                       "voxel_map": [torch.stack([torch.from_numpy(dbce_weight_map(s[0].numpy(), 0))[None]
                                                 for s in t]) for t in one_class]}
     assert np.isfinite(trainer.train_step(one_class_batch)["loss"])
     assert all(torch.isfinite(p).all() for p in trainer.network.parameters())
@@ -103,7 +103,7 @@ def test_a_failing_sample_in_a_worker_is_raised_in_the_main_process_with_its_cas
     def broken(label_map, *args):
         raise ValueError("weight map exploded")
 
-    monkeypatch.setattr(weight_map_module, "dilated_balanced_weights", broken)  # workers are forked: they see it
+    monkeypatch.setattr(weight_map_module, "dbce_weight_map", broken)  # workers are forked: they see it
     monkeypatch.setenv("nnUNet_n_proc_DA", "1")
     trainer = make_trainer(nnUNetTrainerDBCE, *plans_and_dataset_json)
     trainer.initialize()

@@ -1,4 +1,4 @@
-"""DilatedBalancedWeightsTransform inside nnU-Net's own pipeline pieces, at every deep-supervision scale."""
+"""DBCEWeightMapTransform inside nnU-Net's own pipeline pieces, at every deep-supervision scale."""
 import numpy as np
 import pytest
 import torch
@@ -6,7 +6,7 @@ from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTansform
 
-from nnunetv2_dbce import DilatedBalancedWeightsTransform, dilated_balanced_weights
+from nnunetv2_dbce import DBCEWeightMapTransform, dbce_weight_map
 
 
 def random_segmentation(shape, seed, num_classes=3, padding=True):
@@ -35,13 +35,13 @@ def source_voxels(shape, ds_scales):
 def test_weights_at_every_deep_supervision_scale(shape, ds_scales, spacing):
     segmentation = random_segmentation(shape, seed=len(shape))
     pipeline = ComposeTransforms([RemoveLabelTansform(-1, 0), DownsampleSegForDSTransform(ds_scales),
-                                  DilatedBalancedWeightsTransform(3, spacing)])
+                                  DBCEWeightMapTransform(3, spacing)])
     out = pipeline(image=torch.zeros((1, *shape)), segmentation=segmentation.clone())
 
     labels, weights = out["segmentation"], out["voxel_map"]
     assert isinstance(weights, list) and len(weights) == len(ds_scales)
     full_labels = segmentation.clamp_min(0)[0].numpy()
-    full_weights = dilated_balanced_weights(full_labels, 3, spacing)
+    full_weights = dbce_weight_map(full_labels, 3, spacing)
     np.testing.assert_array_equal(weights[0][0].numpy(), full_weights)
     for scale_labels, scale_weights, source in zip(labels, weights, source_voxels(shape, ds_scales)):
         assert scale_weights.shape == scale_labels.shape and scale_weights.dtype == torch.float32
@@ -51,30 +51,30 @@ def test_weights_at_every_deep_supervision_scale(shape, ds_scales, spacing):
 
 def test_without_deep_supervision_weights_are_one_tensor():
     segmentation = random_segmentation((20, 24), seed=5, padding=False)
-    out = DilatedBalancedWeightsTransform(2)(image=torch.zeros((1, 20, 24)), segmentation=segmentation)
+    out = DBCEWeightMapTransform(2)(image=torch.zeros((1, 20, 24)), segmentation=segmentation)
     assert isinstance(out["voxel_map"], torch.Tensor) and out["voxel_map"].shape == (1, 20, 24)
-    np.testing.assert_array_equal(out["voxel_map"][0].numpy(), dilated_balanced_weights(segmentation[0].numpy(), 2))
+    np.testing.assert_array_equal(out["voxel_map"][0].numpy(), dbce_weight_map(segmentation[0].numpy(), 2))
 
 
 def test_ignore_label_gets_zero_weight():
     segmentation = random_segmentation((20, 24), seed=6, padding=False)
     segmentation[0, 5:9, 5:9] = 4
-    out = DilatedBalancedWeightsTransform(2, ignore_label=4)(segmentation=segmentation)
+    out = DBCEWeightMapTransform(2, ignore_label=4)(segmentation=segmentation)
     assert torch.all(out["voxel_map"][segmentation == 4] == 0)
     assert torch.all(out["voxel_map"][segmentation != 4] > 0)
 
 
 def test_bad_radius_is_refused_when_built():
     with pytest.raises(ValueError, match="radius"):
-        DilatedBalancedWeightsTransform(-3)
+        DBCEWeightMapTransform(-3)
 
 
 def test_labels_beyond_the_datasets_are_refused():
     segmentation = random_segmentation((12, 12), seed=7, padding=False)
     segmentation[0, 0, 0] = 5
     with pytest.raises(ValueError, match="holds label 5, but the dataset's labels go up to 3"):
-        DilatedBalancedWeightsTransform(2, max_label=3)(segmentation=segmentation)
-    assert "voxel_map" in DilatedBalancedWeightsTransform(2, max_label=5)(segmentation=segmentation)
+        DBCEWeightMapTransform(2, max_label=3)(segmentation=segmentation)
+    assert "voxel_map" in DBCEWeightMapTransform(2, max_label=5)(segmentation=segmentation)
 
 
 @pytest.mark.parametrize("shape_in, shape_out", [((40, 36), (20, 18)), ((13, 30, 27), (7, 15, 14)),

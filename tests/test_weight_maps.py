@@ -1,10 +1,10 @@
-"""dilated_balanced_weights against the slow scipy/loop reference, plus the rules of docs/losses.md."""
+"""dbce_weight_map against the slow scipy/loop reference, plus the rules of docs/losses.md."""
 import math
 
 import numpy as np
 import pytest
 
-from nnunetv2_dbce import dilated_balanced_weights
+from nnunetv2_dbce import dbce_weight_map
 from nnunetv2_dbce.voxel_maps import dilation as dilation_module
 from nnunetv2_dbce.voxel_maps.dilation import (
     ball_kernel,
@@ -33,7 +33,7 @@ def random_label_map(rng, shape, num_classes, num_blobs=4, ignore_label=None):
 @pytest.mark.parametrize("radius", [0, 1, 2.5, 4])
 def test_2d_matches_reference(seed, radius):
     label_map = random_label_map(np.random.default_rng(seed), (17, 23), num_classes=3)
-    np.testing.assert_allclose(dilated_balanced_weights(label_map, radius), reference_weights(label_map, radius),
+    np.testing.assert_allclose(dbce_weight_map(label_map, radius), reference_weights(label_map, radius),
                                rtol=1e-5)
 
 
@@ -41,7 +41,7 @@ def test_2d_matches_reference(seed, radius):
 @pytest.mark.parametrize("radius", [0, 1.5, 3])
 def test_3d_matches_reference(seed, radius):
     label_map = random_label_map(np.random.default_rng(100 + seed), (9, 11, 10), num_classes=3)
-    np.testing.assert_allclose(dilated_balanced_weights(label_map, radius), reference_weights(label_map, radius),
+    np.testing.assert_allclose(dbce_weight_map(label_map, radius), reference_weights(label_map, radius),
                                rtol=1e-5)
 
 
@@ -49,7 +49,7 @@ def test_3d_matches_reference(seed, radius):
 @pytest.mark.parametrize("radius", [1, 3, 4.5])
 def test_anisotropic_spacing_matches_reference(spacing, radius):
     label_map = random_label_map(np.random.default_rng(7), (8, 14, 12), num_classes=2)
-    np.testing.assert_allclose(dilated_balanced_weights(label_map, radius, spacing),
+    np.testing.assert_allclose(dbce_weight_map(label_map, radius, spacing),
                                reference_weights(label_map, radius, spacing), rtol=1e-5)
 
 
@@ -58,7 +58,7 @@ def test_anisotropic_ball_is_a_physical_ball():
     element = ball_structuring_element(4, (2.0, 1.0), 2)
     label_map = np.zeros((11, 15), np.int16)
     label_map[5, 7] = 1
-    weights = dilated_balanced_weights(label_map, 4, (2.0, 1.0))
+    weights = dbce_weight_map(label_map, 4, (2.0, 1.0))
     band = weights == weights[5, 7]
     assert band[5, 3] and band[5, 11] and not band[5, 2] and not band[5, 12]
     assert band[3, 7] and band[7, 7] and not band[2, 7] and not band[8, 7]
@@ -68,7 +68,7 @@ def test_anisotropic_ball_is_a_physical_ball():
 @pytest.mark.parametrize("seed", range(4))
 def test_ignore_label_matches_reference_and_is_zero(seed):
     label_map = random_label_map(np.random.default_rng(200 + seed), (15, 19), num_classes=2, ignore_label=3)
-    weights = dilated_balanced_weights(label_map, 2, ignore_label=3)
+    weights = dbce_weight_map(label_map, 2, ignore_label=3)
     np.testing.assert_allclose(weights, reference_weights(label_map, 2, ignore_label=3), rtol=1e-5)
     assert np.all(weights[label_map == 3] == 0)
 
@@ -77,7 +77,7 @@ def test_overlapping_bands_take_the_largest_weight():
     label_map = np.zeros((20, 20), np.int16)
     label_map[8:10, 3:5] = 1      # small structure: large weight
     label_map[8:16, 8:18] = 2     # large structure: small weight, band overlaps the small one's
-    weights = dilated_balanced_weights(label_map, 3)
+    weights = dbce_weight_map(label_map, 3)
     w1, w2 = weights[8, 3], weights[10, 10]
     assert w1 > w2
     assert weights[8, 6] == pytest.approx(w1)   # in both bands: the larger weight wins
@@ -89,7 +89,7 @@ def test_absent_classes_take_no_share():
     """Labels 0 and 2 only: C = 2 whatever other classes the dataset has, so the weights sum to N."""
     label_map = np.zeros((16, 16), np.int16)
     label_map[4:7, 4:7] = 2
-    weights = dilated_balanced_weights(label_map, 1)
+    weights = dbce_weight_map(label_map, 1)
     assert weights.sum() == pytest.approx(label_map.size, rel=1e-5)
     dilated_area = 5 * 5 - 4  # 3x3 square grown by the radius-1 cross-shaped ball
     assert weights[5, 5] == pytest.approx(label_map.size / (2 * dilated_area))
@@ -99,29 +99,29 @@ def test_radius_zero_is_balanced_ce():
     label_map = np.zeros((10, 10), np.int16)
     label_map[:2, :5] = 1
     label_map[5:, :] = 2
-    weights = dilated_balanced_weights(label_map, 0)
+    weights = dbce_weight_map(label_map, 0)
     counts = np.bincount(label_map.ravel())
     np.testing.assert_allclose(weights, (label_map.size / (3 * counts))[label_map], rtol=1e-6)
 
 
 def test_background_only_and_all_ignored_patches():
-    assert np.all(dilated_balanced_weights(np.zeros((6, 7), np.int16), 3) == 1)
-    assert np.all(dilated_balanced_weights(np.full((6, 7), 4, np.int16), 3, ignore_label=4) == 0)
+    assert np.all(dbce_weight_map(np.zeros((6, 7), np.int16), 3) == 1)
+    assert np.all(dbce_weight_map(np.full((6, 7), 4, np.int16), 3, ignore_label=4) == 0)
 
 
 def test_band_covering_everything_leaves_background_without_share():
     label_map = np.zeros((5, 5), np.int16)
     label_map[2, 2] = 1
-    weights = dilated_balanced_weights(label_map, 10)
+    weights = dbce_weight_map(label_map, 10)
     np.testing.assert_allclose(weights, 1.0)
 
 
 def test_accepts_whole_number_floats_and_returns_float32():
     label_map = np.zeros((6, 6), np.float32)
     label_map[1:3, 1:3] = 1
-    weights = dilated_balanced_weights(label_map, 1)
+    weights = dbce_weight_map(label_map, 1)
     assert weights.dtype == np.float32 and weights.shape == label_map.shape
-    np.testing.assert_array_equal(weights, dilated_balanced_weights(label_map.astype(np.int16), 1))
+    np.testing.assert_array_equal(weights, dbce_weight_map(label_map.astype(np.int16), 1))
 
 
 @pytest.mark.parametrize("radius, error, message", [
@@ -130,28 +130,28 @@ def test_accepts_whole_number_floats_and_returns_float32():
     (True, TypeError, r"got True \(bool\)")])
 def test_bad_radius_is_refused(radius, error, message):
     with pytest.raises(error, match="dilation radius must be .*" + message):
-        dilated_balanced_weights(np.zeros((4, 4), np.int16), radius)
+        dbce_weight_map(np.zeros((4, 4), np.int16), radius)
 
 
 def test_bad_label_maps_are_refused():
     with pytest.raises(ValueError, match="non-integer"):
-        dilated_balanced_weights(np.array([[0, 0.5], [1, 1]]), 1)
+        dbce_weight_map(np.array([[0, 0.5], [1, 1]]), 1)
     with pytest.raises(ValueError, match="negative"):
-        dilated_balanced_weights(np.array([[0, -1], [1, 1]]), 1)
+        dbce_weight_map(np.array([[0, -1], [1, 1]]), 1)
     with pytest.raises(ValueError, match="2D or 3D"):
-        dilated_balanced_weights(np.zeros((1, 2, 3, 4), np.int16), 1)
+        dbce_weight_map(np.zeros((1, 2, 3, 4), np.int16), 1)
     with pytest.raises(ValueError, match="spacing"):
-        dilated_balanced_weights(np.zeros((4, 4), np.int16), 1, spacing=(1.0, 0.0))
+        dbce_weight_map(np.zeros((4, 4), np.int16), 1, spacing=(1.0, 0.0))
     with pytest.raises(ValueError, match="ignore_label must be > 0"):
-        dilated_balanced_weights(np.zeros((4, 4), np.int16), 1, ignore_label=0)
+        dbce_weight_map(np.zeros((4, 4), np.int16), 1, ignore_label=0)
     with pytest.raises(ValueError, match=r"one positive, finite value per axis of the 2D label map, got \[1.0, 1.0, 1"):
-        dilated_balanced_weights(np.zeros((4, 4), np.int16), 1, spacing=(1.0, 1.0, 1.0))
+        dbce_weight_map(np.zeros((4, 4), np.int16), 1, spacing=(1.0, 1.0, 1.0))
     with pytest.raises(ValueError, match=r"per axis of the 2D label map, got \[\[1.0, 1.0\]\]"):
-        dilated_balanced_weights(np.zeros((4, 4), np.int16), 1, spacing=np.ones((1, 2)))  # not flattened
+        dbce_weight_map(np.zeros((4, 4), np.int16), 1, spacing=np.ones((1, 2)))  # not flattened
     with pytest.raises(TypeError, match="label_map must hold integer labels, got dtype complex128"):
-        dilated_balanced_weights(np.zeros((4, 4), complex), 1)
+        dbce_weight_map(np.zeros((4, 4), complex), 1)
     only_ignored = np.array([[0, 1], [0, 0]])  # label 1 may be the ignore label (nnU-Net: the highest label)
-    assert dilated_balanced_weights(only_ignored, 0, ignore_label=1)[0, 1] == 0
+    assert dbce_weight_map(only_ignored, 0, ignore_label=1)[0, 1] == 0
 
 
 @pytest.mark.parametrize("shape", [(23, 31), (9, 14, 11)])
@@ -169,7 +169,7 @@ def test_label_boxes_equal_scipy_find_objects(shape):
 def test_many_labels_match_reference():
     label_map = random_label_map(np.random.default_rng(42), (20, 24), num_classes=14, num_blobs=12, ignore_label=15)
     assert label_map.max() > 8
-    np.testing.assert_allclose(dilated_balanced_weights(label_map, 2, ignore_label=15),
+    np.testing.assert_allclose(dbce_weight_map(label_map, 2, ignore_label=15),
                                reference_weights(label_map, 2, ignore_label=15), rtol=1e-5)
 
 
@@ -221,7 +221,7 @@ def test_weight_maps_through_the_distance_transform_or_the_runs_match_reference(
     rng = np.random.default_rng(11)
     for shape, spacing in (((17, 23), None), ((6, 9, 11), (2.0, 1.0, 1.0))):
         label_map = random_label_map(rng, shape, num_classes=3, ignore_label=9)
-        np.testing.assert_allclose(dilated_balanced_weights(label_map, 2.5, spacing, ignore_label=9),
+        np.testing.assert_allclose(dbce_weight_map(label_map, 2.5, spacing, ignore_label=9),
                                    reference_weights(label_map, 2.5, spacing, ignore_label=9), rtol=1e-5)
 
 
@@ -355,7 +355,7 @@ def test_as_label_map_checks_and_keeps_the_labels():
 def test_bool_label_maps_weigh_as_their_uint8_copies():
     label_map = np.zeros((20, 24), bool)
     label_map[4:9, 10:13] = True
-    np.testing.assert_array_equal(dilated_balanced_weights(label_map, 2),
-                                  dilated_balanced_weights(label_map.astype(np.uint8), 2))
-    np.testing.assert_allclose(dilated_balanced_weights(label_map, 2),
+    np.testing.assert_array_equal(dbce_weight_map(label_map, 2),
+                                  dbce_weight_map(label_map.astype(np.uint8), 2))
+    np.testing.assert_allclose(dbce_weight_map(label_map, 2),
                                reference_weights(label_map.astype(np.uint8), 2), rtol=1e-5)

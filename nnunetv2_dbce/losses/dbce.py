@@ -10,7 +10,7 @@ from nnunetv2_dbce.losses.precision import at_least_fp32
 class DBCELoss(nn.Module):
     """``sum(w * CE) / sum(w)`` over every voxel of the batch, voxels with ``ignore_index`` left out.
 
-    The weights ``w`` are DBCE weight maps (see ``dilated_balanced_weights``); with all weights 1 this
+    The weights ``w`` are DBCE weight maps (see ``dbce_weight_map``); with all weights 1 this
     is plain CE. A batch whose weights sum to 0 (all ignored) gives a loss of 0 with zero gradient.
 
     Raises:
@@ -18,9 +18,9 @@ class DBCELoss(nn.Module):
 
     Example (weight maps of R = 3 from the labels; with weights 1 everywhere DBCE is plain CE)::
 
-        >>> from nnunetv2_dbce.voxel_maps.dbce import dilated_balanced_weights
+        >>> from nnunetv2_dbce.voxel_maps.dbce import dbce_weight_map
         >>> logits, target = torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 1, 32, 32))
-        >>> weights = torch.stack([torch.from_numpy(dilated_balanced_weights(t[0].numpy(), 3))[None] for t in target])
+        >>> weights = torch.stack([torch.from_numpy(dbce_weight_map(t[0].numpy(), 3))[None] for t in target])
         >>> value = DBCELoss()(logits, target, weights)
         >>> ce = F.cross_entropy(logits, target[:, 0])
         >>> torch.allclose(DBCELoss()(logits, target, torch.ones_like(weights)), ce)
@@ -63,7 +63,7 @@ class DBCELoss(nn.Module):
 
 class RegionDBCELoss(nn.Module):
     """DBCE for region-based training (sigmoid outputs): ``sum_{r,i} w[r,i] BCE[r,i] / sum_{r,i} w[r,i]`` over
-    region channels and voxels, ``w`` the per-channel weight maps of ``region_weights``.
+    region channels and voxels, ``w`` the per-channel weight maps of ``region_dbce_weight_maps``.
 
     With ``ignore_channel`` the target's last channel is nnU-Net's ignore mask (its layout for datasets with an
     ignore label): those voxels are left out of both sums.
@@ -73,9 +73,9 @@ class RegionDBCELoss(nn.Module):
 
     Example (per-region weight maps of R = 3; with weights 1 everywhere, plain BCE)::
 
-        >>> from nnunetv2_dbce.voxel_maps.dbce import region_weights
+        >>> from nnunetv2_dbce.voxel_maps.dbce import region_dbce_weight_maps
         >>> logits, regions = torch.randn(2, 2, 32, 32), torch.randint(0, 2, (2, 2, 32, 32))
-        >>> weights = torch.stack([torch.from_numpy(region_weights(r.numpy(), 3)) for r in regions])
+        >>> weights = torch.stack([torch.from_numpy(region_dbce_weight_maps(r.numpy(), 3)) for r in regions])
         >>> value = RegionDBCELoss()(logits, regions, weights)
         >>> bce = F.binary_cross_entropy_with_logits(logits, regions.float())
         >>> torch.allclose(RegionDBCELoss()(logits, regions, torch.ones_like(weights)), bce)

@@ -23,7 +23,7 @@ import numpy as np
 from nnunetv2_dbce.tools.cli import UserError, console_command
 from nnunetv2_dbce.tools.figures import saved_figure
 from nnunetv2_dbce.tools.nnunet import check_configuration, dataset_folder, fold_cases
-from nnunetv2_dbce.voxel_maps.dbce import dilated_balanced_weights
+from nnunetv2_dbce.voxel_maps.dbce import dbce_weight_map
 from nnunetv2_dbce.voxel_maps.dilation import check_radius, dilate
 from nnunetv2_dbce.voxel_maps.labels import axis_scale
 
@@ -59,8 +59,8 @@ def weight_map(label_map: np.ndarray, radius: float, spacing: Sequence[float], i
                ignore_label: int | None = None) -> np.ndarray:
     """DBCE weights (float32, shape of ``label_map``); slice by slice along axis 0 when ``is_2d``."""
     if is_2d:
-        return np.stack([dilated_balanced_weights(s, radius, spacing[1:], ignore_label) for s in label_map])
-    return dilated_balanced_weights(label_map, radius, spacing, ignore_label)
+        return np.stack([dbce_weight_map(s, radius, spacing[1:], ignore_label) for s in label_map])
+    return dbce_weight_map(label_map, radius, spacing, ignore_label)
 
 
 def patch_shares(label_map: np.ndarray, weights: np.ndarray, radius: float, spacing: Sequence[float]) -> dict:
@@ -95,7 +95,7 @@ def weight_summary(cases: Sequence[tuple], radii: Sequence[float], labels: dict)
         patches = [(s, spacing[1:]) for s in label_map] if is_2d else [(label_map, spacing)]
         for patch, patch_spacing in patches:
             for radius in radii:
-                weights = dilated_balanced_weights(patch, radius, patch_spacing)
+                weights = dbce_weight_map(patch, radius, patch_spacing)
                 for c, values in patch_shares(patch, weights, radius, patch_spacing).items():
                     per[(radius, c)].append(values)
     lines = ["| R | label | patches | weight / background's | share of the weight | share of its band | "

@@ -38,7 +38,7 @@ def banded_area(bands: list) -> int:
     return int(np.count_nonzero(in_some_band))
 
 
-def dilated_balanced_weights(label_map: np.ndarray, radius: float, spacing: Sequence[float] | None = None,
+def dbce_weight_map(label_map: np.ndarray, radius: float, spacing: Sequence[float] | None = None,
                              ignore_label: int | None = None) -> np.ndarray:
     """DBCE weight map of one patch.
 
@@ -59,7 +59,7 @@ def dilated_balanced_weights(label_map: np.ndarray, radius: float, spacing: Sequ
 
         >>> label_map = np.zeros((64, 64), np.int16)
         >>> label_map[30:34, 30:34] = 1
-        >>> weights = dilated_balanced_weights(label_map, radius=3)
+        >>> weights = dbce_weight_map(label_map, radius=3)
         >>> [round(float(w), 2) for w in np.unique(weights)], int((weights > 1).sum())
         ([0.51, 25.6], 80)
 
@@ -122,11 +122,11 @@ class DBCEWeightMap:
 
     def __call__(self, labels: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
         if labels.ndim == len(spacing):
-            return dilated_balanced_weights(labels, self.radius, spacing, self.ignore_label)
-        return region_weights(labels, self.radius, spacing, self.ignore_label is not None)
+            return dbce_weight_map(labels, self.radius, spacing, self.ignore_label)
+        return region_dbce_weight_maps(labels, self.radius, spacing, self.ignore_label is not None)
 
 
-def region_weights(regions: np.ndarray, radius: float, spacing: Sequence[float] | None = None,
+def region_dbce_weight_maps(regions: np.ndarray, radius: float, spacing: Sequence[float] | None = None,
                    ignore_channel: bool = False) -> np.ndarray:
     """DBCE weights of each region channel of (R, X, Y[, Z]) binary masks, as a binary label map of its own.
 
@@ -142,5 +142,5 @@ def region_weights(regions: np.ndarray, radius: float, spacing: Sequence[float] 
         binary = mask.astype(np.uint8)
         if ignored is not None:
             binary[ignored] = 2
-        weights[channel] = dilated_balanced_weights(binary, radius, spacing, 2 if ignored is not None else None)
+        weights[channel] = dbce_weight_map(binary, radius, spacing, 2 if ignored is not None else None)
     return weights

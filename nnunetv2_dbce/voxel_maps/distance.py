@@ -8,7 +8,7 @@ import edt
 import numpy as np
 from scipy import ndimage
 
-from nnunetv2_dbce.voxel_maps.dbce import dilated_balanced_weights
+from nnunetv2_dbce.voxel_maps.dbce import dbce_weight_map
 from nnunetv2_dbce.voxel_maps.labels import as_label_map, axis_scale, grown_box, mask_box
 
 
@@ -55,7 +55,7 @@ def unet_border_weights(label_map: np.ndarray, spacing: Sequence[float] | None =
     ``w(x) = w_c(x) + w0 * exp(-(d1(x) + d2(x))**2 / (2 sigma**2))``.
 
     ``w_c`` balances the class frequencies (the inverse-frequency weights of balanced CE,
-    ``dilated_balanced_weights`` with R = 0); ``d1``, ``d2`` are the distances to the nearest and second-nearest
+    ``dbce_weight_map`` with R = 0); ``d1``, ``d2`` are the distances to the nearest and second-nearest
     object, objects being the connected components (full connectivity) of the foreground (labels > 0 other
     than the ignore label); distances and ``sigma`` in voxels of the finest axis (physical ratios on
     anisotropic grids). With fewer than two objects there is no border term. Each object's distances are
@@ -67,7 +67,7 @@ def unet_border_weights(label_map: np.ndarray, spacing: Sequence[float] | None =
     """
     label_map = as_label_map(label_map, ignore_label)
     scale = axis_scale(spacing, label_map.ndim)
-    weights = dilated_balanced_weights(label_map, 0, spacing, ignore_label)
+    weights = dbce_weight_map(label_map, 0, spacing, ignore_label)
     foreground = label_map > 0
     if ignore_label is not None:
         foreground &= label_map != ignore_label

@@ -1,5 +1,5 @@
 """Per-voxel maps made from the augmented label inside nnU-Net's batchgeneratorsv2 pipeline, at every
-deep-supervision scale: ``VoxelMapTransform`` for any map function, ``DilatedBalancedWeightsTransform`` for DBCE's
+deep-supervision scale: ``VoxelMapTransform`` for any map function, ``DBCEWeightMapTransform`` for DBCE's
 weight maps."""
 import importlib.util
 import os
@@ -168,7 +168,7 @@ class VoxelMapTransform(BasicTransform):
         return data_dict
 
 
-class DilatedBalancedWeightsTransform(VoxelMapTransform):
+class DBCEWeightMapTransform(VoxelMapTransform):
     """Adds ``data_dict['voxel_map']``: the DBCE weight map of the (augmented) segmentation, (1, X, Y[, Z]) float32.
 
     A ``VoxelMapTransform`` with ``DBCEWeightMap``: place it last, after spatial augmentation,
