@@ -304,3 +304,16 @@ def test_cldice_default_iterations_and_a_class_absent_from_the_batch():
     probabilities = torch.softmax(logits, 1)[:, 1:].numpy().astype(np.float64)
     assert ClDiceLoss()(logits, target).item() == pytest.approx(reference_cldice(probabilities, reference, 3),
                                                                 rel=1e-5)
+
+
+def test_cldice_computes_fp16_logits_in_fp32_and_keeps_fp64():
+    """The precision rule of every loss here: half-precision logits are summed in fp32, fp64 stays fp64."""
+    generator = torch.Generator().manual_seed(9)
+    logits = 3 * torch.randn((2, 3, 10, 9), generator=generator, dtype=torch.float64)
+    target = torch.from_numpy(np.stack([blobs((10, 9), 2, seed=s) for s in (7, 8)]))[:, None]
+    reference = np.stack([target[:, 0].numpy() == c for c in (1, 2)], 1).astype(np.float64)
+    exact = reference_cldice(torch.softmax(logits, 1)[:, 1:].numpy(), reference, 3)
+    double = ClDiceLoss()(logits, target)
+    assert double.dtype == torch.float64 and double.item() == pytest.approx(exact, rel=1e-10)
+    half = ClDiceLoss()(logits.half(), target)
+    assert half.dtype == torch.float32 and half.item() == pytest.approx(exact, rel=1e-2)

@@ -87,15 +87,15 @@ class ClDiceLoss(nn.Module):
         self.regions, self.ignore_index = regions, ignore_index
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        logits = logits.float()
+        logits = at_least_fp32(logits)
         mask = loss_mask(target, self.ignore_index, self.regions)
         if self.regions:
             probabilities = torch.sigmoid(logits)
-            reference = (target[:, :-1] if self.ignore_index is not None else target).float()
+            reference = (target[:, :-1] if self.ignore_index is not None else target).to(logits.dtype)
         else:
             probabilities = torch.softmax(logits, 1)[:, 1:]
             labels = target[:, 0].long() if mask is None else torch.where(mask[:, 0], target[:, 0].long(), 0)
-            reference = nn.functional.one_hot(labels, logits.shape[1]).movedim(-1, 1)[:, 1:].float()
+            reference = nn.functional.one_hot(labels, logits.shape[1]).movedim(-1, 1)[:, 1:].to(logits.dtype)
         if mask is not None:
             probabilities, reference = probabilities * mask, reference * mask
         return self.cldice(probabilities, reference)
