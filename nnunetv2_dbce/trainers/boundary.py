@@ -1,14 +1,13 @@
 """Two losses that nnU-Net users asked for, as instances of the per-voxel map extension point."""
-import torch
-
 from nnunetv2_dbce.losses.boundary import BorderWeightedCELoss, BoundaryLoss, RegionAndBoundaryLoss
-from nnunetv2_dbce.trainers.deep_supervision import innermost, refuse_regions
+from nnunetv2_dbce.trainers.deep_supervision import innermost
+from nnunetv2_dbce.trainers.labels_only import LabelsOnly
 from nnunetv2_dbce.trainers.soft_dice import nnunet_dice_ce
 from nnunetv2_dbce.trainers.voxel_map import nnUNetTrainerVoxelMap
 from nnunetv2_dbce.voxel_maps.distance import SignedDistanceMaps, UNetBorderWeights
 
 
-class nnUNetTrainerBoundaryLoss(nnUNetTrainerVoxelMap):
+class nnUNetTrainerBoundaryLoss(LabelsOnly, nnUNetTrainerVoxelMap):
     """nnU-Net's Dice + alpha x boundary loss (Kervadec et al., MIDL 2019 / MedIA 2021).
 
     Signed distance maps in mm of each foreground class are made in the augmentation workers (continuous
@@ -22,11 +21,7 @@ class nnUNetTrainerBoundaryLoss(nnUNetTrainerVoxelMap):
     boundary_alpha_start = 0.01
     boundary_alpha_step = 0.01
     boundary_alpha_max = 1.0
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        refuse_regions(self, "the boundary loss here takes softmax outputs over labels")
+    labels_only_because = "the boundary loss here takes softmax outputs over labels"
 
     def get_voxel_map_function(self) -> SignedDistanceMaps:
         return SignedDistanceMaps(self.label_manager.num_segmentation_heads)
@@ -45,7 +40,7 @@ class nnUNetTrainerBoundaryLoss(nnUNetTrainerVoxelMap):
         super().on_train_epoch_start()
 
 
-class nnUNetTrainerUNetBorderWeightedCE(nnUNetTrainerVoxelMap):
+class nnUNetTrainerUNetBorderWeightedCE(LabelsOnly, nnUNetTrainerVoxelMap):
     """Cross entropy weighted by Ronneberger et al.'s U-Net border weights (MICCAI 2015): class balancing plus
     ``w0 * exp(-(d1 + d2)^2 / (2 sigma^2))`` between objects (``border_w0 = 10``, ``border_sigma = 5`` voxels of
     the finest axis, as in the paper)."""
@@ -53,10 +48,7 @@ class nnUNetTrainerUNetBorderWeightedCE(nnUNetTrainerVoxelMap):
     border_w0 = 10.0
     border_sigma = 5.0
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        refuse_regions(self, "U-Net border weights need one label per voxel")
+    labels_only_because = "U-Net border weights need one label per voxel"
 
     def get_voxel_map_function(self) -> UNetBorderWeights:
         return UNetBorderWeights(self.border_w0, self.border_sigma, self.label_manager.ignore_label)

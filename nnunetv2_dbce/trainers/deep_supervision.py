@@ -3,7 +3,6 @@ from collections.abc import Callable
 from typing import Any
 
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import nn
 
 
@@ -19,9 +18,3 @@ def with_innermost(loss: nn.Module, inner: nn.Module) -> nn.Module:
         return loss
     return inner
 
-
-def refuse_regions(trainer: nnUNetTrainer, reason: str) -> None:
-    """Raise before training if the dataset is region-based (``regions_class_order`` in dataset.json)."""
-    if trainer.label_manager.has_regions:
-        raise ValueError(f"{type(trainer).__name__} does not support region-based training (dataset.json defines "
-                         f"regions with 'regions_class_order'); {reason}")
