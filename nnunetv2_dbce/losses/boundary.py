@@ -18,6 +18,18 @@ class BoundaryLoss(nn.Module):
 
     H. Kervadec et al., *Boundary loss for highly unbalanced segmentation*, MIDL 2019 / Medical Image
     Analysis 2021. Voxels labelled ``ignore_index`` are left out of the mean.
+
+    Example (the right segmentation of a square scores lower than its opposite)::
+
+        >>> import numpy as np
+        >>> from nnunetv2_dbce.voxel_maps.distance import signed_distance_maps
+        >>> label_map = np.zeros((8, 8), np.int16)
+        >>> label_map[2:6, 2:6] = 1
+        >>> phi = torch.from_numpy(signed_distance_maps(label_map, 2, (1.0, 1.0)))[None]
+        >>> target = torch.from_numpy(label_map)[None, None]
+        >>> right = 20 * nn.functional.one_hot(target[:, 0].long(), 2).movedim(-1, 1).float()
+        >>> bool(BoundaryLoss()(right, target, phi) < BoundaryLoss()(-right, target, phi))
+        True
     """
 
     def __init__(self, ignore_index: int | None = None):

@@ -20,6 +20,13 @@ def signed_distance_maps(label_map: np.ndarray, num_classes: int, spacing: Seque
     in physical units: outside class ``c``, the distance to its nearest voxel; inside, minus (the distance to
     the nearest voxel outside it, less one voxel of the finest axis), so the class's own border voxels
     get 0. A class absent from the patch, or filling it, gets zeros (no boundary).
+
+    Example (a run of seven voxels of class 1 in a row of nine)::
+
+        >>> label_map = np.zeros((1, 9), np.int16)
+        >>> label_map[0, 1:8] = 1
+        >>> signed_distance_maps(label_map, num_classes=2, spacing=(1.0, 1.0))[0, 0].tolist()
+        [1.0, 0.0, -1.0, -2.0, -3.0, -2.0, -1.0, 0.0, 1.0]
     """
     label_map = as_label_map(label_map)
     spacing = tuple(float(s) for s in spacing)
