@@ -69,6 +69,18 @@ def unet_border_weights(label_map: np.ndarray, spacing: Sequence[float] | None =
     computed within ``6 sigma`` of it: beyond, the term is below ``w0 * exp(-18)`` (1.5e-8 w0) and left out.
     Ignored voxels weigh 0.
 
+    Raises:
+        ValueError, TypeError: a label map that is not 2D or 3D integer labels, or a spacing that is not one positive
+            value per axis.
+
+    Example (two 4x4 objects two voxels apart: the background between them weighs most)::
+
+        >>> label_map = np.zeros((6, 12), np.int16)
+        >>> label_map[1:5, 1:5] = label_map[1:5, 7:11] = 1
+        >>> weights = unet_border_weights(label_map)
+        >>> round(float(weights[2, 5]), 2), round(float(weights[2, 0]), 2)  # in the gap; at the far edge
+        (9.25, 3.68)
+
     O. Ronneberger, P. Fischer, T. Brox, *U-Net: Convolutional Networks for Biomedical Image Segmentation*,
     MICCAI 2015 (w0 = 10, sigma = 5 pixels).
     """
