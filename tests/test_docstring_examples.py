@@ -21,7 +21,8 @@ def test_the_loss_and_weight_map_modules_have_examples():
     assert {"nnunetv2_dbce.voxel_maps.dbce", "nnunetv2_dbce.losses.dbce", "nnunetv2_dbce.losses.pm_dice",
             "nnunetv2_dbce.losses.pm_dice_ce", "nnunetv2_dbce.losses.compound",
             "nnunetv2_dbce.losses.topology", "nnunetv2_dbce.losses.focal", "nnunetv2_dbce.losses.boundary",
-            "nnunetv2_dbce.voxel_maps.distance", "nnunetv2_dbce.voxel_maps.skeletons"} <= set(modules_with_examples())
+            "nnunetv2_dbce.voxel_maps.distance", "nnunetv2_dbce.voxel_maps.skeletons",
+            "nnunetv2_dbce.voxel_maps.transform", "nnunetv2_dbce.voxel_maps.loader"} <= set(modules_with_examples())
 
 
 @pytest.mark.parametrize("name", modules_with_examples())

@@ -55,7 +55,14 @@ class SetAsideVoxelMaps:
 
 
 def stack_voxel_maps(per_sample: list[VoxelMaps]) -> VoxelMaps:
-    """(K, ...) maps of B samples -> (B, K, ...); lists of per-scale maps -> a list of per-scale batches."""
+    """(K, ...) maps of B samples -> (B, K, ...); lists of per-scale maps -> a list of per-scale batches.
+
+    Example (three samples, each with a map at two deep-supervision scales)::
+
+        >>> per_sample = [[torch.full((1, 8, 8), float(b)), torch.full((1, 4, 4), float(b))] for b in range(3)]
+        >>> [(tuple(scale.shape), scale[:, 0, 0, 0].tolist()) for scale in stack_voxel_maps(per_sample)]
+        [((3, 1, 8, 8), [0.0, 1.0, 2.0]), ((3, 1, 4, 4), [0.0, 1.0, 2.0])]
+    """
     if isinstance(per_sample[0], (list, tuple)):
         return [torch.stack(scale) for scale in zip(*per_sample)]
     return torch.stack(per_sample)  # type: ignore[arg-type]  # one tensor per sample here

@@ -121,6 +121,18 @@ class VoxelMapTransform(BasicTransform):
     When ``segmentation`` is a list (one tensor per deep-supervision scale, full resolution first),
     ``voxel_map`` is a list of the same length, each map with its scale's spatial shape: sampled exactly as
     nnU-Net samples the segmentation (nearest-exact), or averaged when ``continuous``.
+
+    Example (a foreground map of a 4x4 square at two deep-supervision scales; averaged, the half-resolution
+    map keeps the square's area in full-resolution voxels, 16 / 4)::
+
+        >>> def foreground(labels, spacing):
+        ...     return labels > 0
+        >>> segmentation = torch.zeros(1, 64, 64)
+        >>> segmentation[0, 30:34, 30:34] = 1
+        >>> transform = VoxelMapTransform(foreground, continuous=True)
+        >>> sample = transform(image=torch.zeros(1, 64, 64), segmentation=[segmentation, segmentation[:, 1::2, 1::2]])
+        >>> [(tuple(m.shape), float(m.sum())) for m in sample["voxel_map"]]
+        [((1, 64, 64), 16.0), ((1, 32, 32), 4.0)]
     """
 
     def __init__(self, map_function: Callable, spacing: Sequence[float] | None = None, continuous: bool = False,
@@ -176,6 +188,16 @@ class DBCEWeightMapTransform(VoxelMapTransform):
     once from the full-resolution segmentation; when ``segmentation`` is a list (one tensor per
     deep-supervision scale, full resolution first) ``voxel_map`` is a list of maps sampled to the same shapes
     exactly as nnU-Net samples the segmentation.
+
+    Example (the 4x4 square of ``dbce_weight_map``'s example, with a half-resolution deep-supervision scale;
+    the square and its 3-pixel band weigh 4096 / (2 x 80) at every scale)::
+
+        >>> segmentation = torch.zeros(1, 64, 64)
+        >>> segmentation[0, 30:34, 30:34] = 1
+        >>> transform = DBCEWeightMapTransform(dilation_radius=3)
+        >>> sample = transform(image=torch.zeros(1, 64, 64), segmentation=[segmentation, segmentation[:, 1::2, 1::2]])
+        >>> [(tuple(m.shape), round(float(m.max()), 2)) for m in sample["voxel_map"]]
+        [((1, 64, 64), 25.6), ((1, 32, 32), 25.6)]
     """
 
     def __init__(self, dilation_radius: float, spacing: Sequence[float] | None = None,
