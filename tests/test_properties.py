@@ -85,7 +85,7 @@ def awkward_targets():
 @pytest.mark.parametrize("scale", [1.0, 1e4])
 def test_fp16_autocast_is_finite_on_awkward_batches(name, target, ignore_label, radius, scale):
     weights = torch.stack([torch.from_numpy(dbce_weight_map(t[0].numpy(), radius,
-                                                                     ignore_label=ignore_label))[None]
+                                                           ignore_label=ignore_label))[None]
                            for t in target])
     logits = (torch.sign(torch.randn((2, 3, 8, 8), generator=torch.Generator().manual_seed(0))) * scale)
     logits.requires_grad_()

@@ -39,7 +39,7 @@ def banded_area(bands: list) -> int:
 
 
 def dbce_weight_map(label_map: np.ndarray, radius: float, spacing: Sequence[float] | None = None,
-                             ignore_label: int | None = None) -> np.ndarray:
+                    ignore_label: int | None = None) -> np.ndarray:
     """DBCE weight map of one patch.
 
     All work beyond two cheap passes (bounding boxes, the band count) happens inside each class's
@@ -127,7 +127,7 @@ class DBCEWeightMap:
 
 
 def region_dbce_weight_maps(regions: np.ndarray, radius: float, spacing: Sequence[float] | None = None,
-                   ignore_channel: bool = False) -> np.ndarray:
+                            ignore_channel: bool = False) -> np.ndarray:
     """DBCE weights of each region channel of (R, X, Y[, Z]) binary masks, as a binary label map of its own.
 
     :param ignore_channel: the last channel marks ignored voxels (nnU-Net's layout with an ignore label);
