@@ -138,7 +138,8 @@ def dilation_crossover():
     large structure, timed, next to the one ``dilate``'s cost model picks."""
     from nnunetv2_dbce.voxel_maps import dilation as dilation_module
 
-    for shape, radius_of_structure in (((40, 40), 10), ((80, 80), 20), ((256, 256), 90), ((512, 512), 200),
+    for shape, radius_of_structure in (((30, 26), 6), ((40, 40), 10), ((61, 50), 12), ((80, 80), 20),
+                                       ((100, 117), 25), ((256, 256), 90), ((300, 371), 75), ((512, 512), 200),
                                        ((24, 24, 24), 6), ((48, 48, 48), 12), ((100, 100, 100), 40),
                                        ((128, 128, 128), 50)):
         grid = np.indices(shape)

@@ -173,8 +173,8 @@ def test_many_labels_match_reference():
                                reference_weights(label_map, 2, ignore_label=15), rtol=1e-5)
 
 
-@pytest.mark.parametrize("shape, spacing", [((31, 27), None), ((19, 25), (1.0, 2.3)), ((9, 17, 14), None),
-                                            ((7, 15, 13), (2.5, 0.9, 1.0)), ((2, 9, 9), None)])
+@pytest.mark.parametrize("shape, spacing", [((31, 27), None), ((19, 25), (1.0, 2.3)), ((13, 32), None),
+                                            ((9, 17, 14), None), ((7, 15, 13), (2.5, 0.9, 1.0)), ((2, 9, 9), None)])
 @pytest.mark.parametrize("radius", [0.5, 1, 2, math.sqrt(8), 3.5, 6])
 def test_opencv_runs_and_distance_transform_dilations_are_identical(shape, spacing, radius):
     """The dilation paths are exact: the same voxels on random masks (OpenCV's kernel is the fast one for small
@@ -240,6 +240,7 @@ def test_dilate_runs_the_dilation_the_cost_model_picks(monkeypatch):
 
 @pytest.mark.parametrize("shape, radius, path", [
     ((512, 512), 3, "kernel"), ((512, 512), 20, "runs"), ((40, 40), 20, "kernel"), ((512, 512), 0.5, "kernel"),
+    ((55, 55), 30, "distance transform"),
     ((128, 128, 128), 5, "runs"), ((128, 128, 128), 20, "runs"), ((24, 24, 24), 20, "distance transform"),
     ((128, 128, 128), 40, "distance transform"), ((96, 89, 64), 20, "runs"), ((96, 89, 65), 20, "distance transform")])
 def test_cost_model_picks_the_fastest_dilation(shape, radius, path):

@@ -37,14 +37,17 @@ def ball_kernel(radius: float, scale: tuple) -> np.ndarray:
 
 
 # The cost of each exact dilation in microseconds on one thread, fitted to ``scripts/benchmark_weight_maps.py
-# --dilation`` (boxes 40^2-512^2 and 24^3-128^3, R = 1-30): the runs ``run_passes`` ORs of the packed box, each a
-# fixed cost plus one per voxel; OpenCV's 2D kernel dilation one per kernel point and voxel; the distance transform
-# a fixed cost plus one per voxel, whatever the radius. In 3D the runs beat OpenCV's disc stacks at every radius,
-# so 3D balls go to the runs or, when large for their box (R > ~30 at 128^3), to the distance transform; in 2D
-# OpenCV takes small discs (R < ~7 at 512^2, up to R ~ 20 in boxes under 100^2), the runs the rest.
-RUN_PASS_COST = {2: (2.0, 2.0e-5), 3: (1.6, 1.1e-5)}
-KERNEL_POINT_COST = 1.0e-5
-DISTANCE_TRANSFORM_COST = {2: (150.0, 0.014), 3: (150.0, 0.024)}
+# --dilation`` (boxes 26x30-512^2, odd widths among them, and 24^3-128^3, R = 1-30; each a least-squares fit of
+# the relative error): the runs ``run_passes`` ORs of the packed box, each a fixed cost plus one per voxel;
+# OpenCV's 2D kernel dilation one per kernel point and voxel of the row-padded box; the distance transform a fixed
+# cost plus one per voxel, whatever the radius. In 3D the runs beat OpenCV's disc stacks at every radius, so 3D
+# balls go to the runs or, when large for their box (R > ~30 at 128^3), to the distance transform; in 2D OpenCV
+# takes small discs (R < ~7 at 512^2, up to R ~ 20 in boxes under 100^2), the distance transform large discs in
+# small boxes (R = 30 under ~100^2), the runs the rest.
+RUN_PASS_COST = {2: (1.5, 2.9e-5), 3: (1.6, 1.1e-5)}
+KERNEL_POINT_COST = 1.5e-5
+SIMD_BYTES = 16
+DISTANCE_TRANSFORM_COST = {2: (43.0, 0.0147), 3: (150.0, 0.024)}
 
 
 def dilate_with_distance_transform(mask: np.ndarray, radius: float, scale: np.ndarray) -> np.ndarray:
@@ -54,9 +57,21 @@ def dilate_with_distance_transform(mask: np.ndarray, radius: float, scale: np.nd
     return squared_distance <= radius ** 2 * (1 + BALL_TOLERANCE)
 
 
+def simd_width(width: int) -> int:
+    """``width`` rounded up to whole ``SIMD_BYTES`` (the row length OpenCV's 2D kernel dilation is costed at)."""
+    return -(-width // SIMD_BYTES) * SIMD_BYTES
+
+
 def dilate_with_kernel(mask: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """2D binary dilation by ``kernel`` with OpenCV (uint8 SIMD)."""
-    return cv2.dilate(mask.view(np.uint8), kernel).view(bool)
+    """2D binary dilation by ``kernel`` with OpenCV (uint8 SIMD). Rows are padded with False to whole
+    ``SIMD_BYTES``: OpenCV dilates the rest of a row (``width % 16`` voxels) one voxel at a time, which made boxes
+    26-60 voxels wide cost 1.5-3x as much as the padded ones."""
+    height, width = mask.shape
+    if simd_width(width) == width:
+        return cv2.dilate(mask.view(np.uint8), kernel).view(bool)
+    padded = np.zeros((height, simd_width(width)), np.uint8)
+    padded[:, :width] = mask
+    return cv2.dilate(padded, kernel)[:, :width].view(bool)
 
 
 @lru_cache(maxsize=64)
@@ -214,8 +229,10 @@ def cheapest_dilation(radius: float, scale: tuple, shape: tuple) -> str:
     runs = run_passes(radius, scale) * (fixed + per_voxel * packed_voxels)
     fixed, per_voxel = DISTANCE_TRANSFORM_COST[ndim]
     distance_transform = fixed + per_voxel * voxels
-    if ndim == 2 and ball_kernel_work(radius, scale) * voxels * KERNEL_POINT_COST <= min(runs, distance_transform):
-        return "kernel"
+    if ndim == 2:
+        kernel = ball_kernel_work(radius, scale) * shape[0] * simd_width(shape[1]) * KERNEL_POINT_COST
+        if kernel <= min(runs, distance_transform):
+            return "kernel"
     return "runs" if runs <= distance_transform else "distance transform"
 
 
