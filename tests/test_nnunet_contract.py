@@ -1,6 +1,7 @@
 """What this package relies on inside nnU-Net 2.8 beyond its public constructors, and the shape of the two public
-interfaces it unpacks (docs/internals.md, "Reaches into nnU-Net"). Each test fails with a message naming the nnU-Net function that changed, so that a new nnU-Net release
-that breaks an assumption is found here, not by a silently different training."""
+interfaces it unpacks (docs/internals.md, "Reaches into nnU-Net"). Each test fails with a message naming the
+nnU-Net function that changed, so that a new nnU-Net release that breaks an assumption is found here, not by a
+silently different training."""
 import inspect
 
 from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAugmenter
