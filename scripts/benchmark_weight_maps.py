@@ -16,13 +16,20 @@ packaged per-voxel maps (the boundary loss's signed distances, the U-Net border 
 skeletons) on the same samples, and on the vessel-tree cases the cost of clDice's soft skeletons (forward and
 backward of ``ClDiceLoss`` for one sample, which runs in the training step instead of the workers).
 
+``--profile N`` instead profiles each row's map calls where they run (cProfile, right after the transforms of
+each sample) and prints the N functions that took the most time of their own, per call: the fixed costs of a
+map that takes well under a millisecond show up there.
+
 A second part plots the cost of ``dbce_weight_map`` alone against patch size and radius
 (structures scaled with the patch) to ``--plot``.
 
-    python scripts/benchmark_weight_maps.py [--cases 2D] [--voxel-maps] [--dilation] [--plot docs/weight_map_cost.png]
+    python scripts/benchmark_weight_maps.py [--cases 2D] [--voxel-maps] [--dilation] [--profile 15]
+        [--plot docs/weight_map_cost.png]
 """
 import argparse
+import cProfile
 import os
+import pstats
 import random
 import time
 from functools import partial
@@ -131,6 +138,17 @@ def summary(times):
             f"{np.median(times):6.2f} (IQR {np.percentile(times, 25):.2f}-{np.percentile(times, 75):.2f})")
 
 
+def print_profile(title: str, profile: cProfile.Profile, calls: int, top: int) -> None:
+    """The ``top`` functions of ``profile`` by time of their own, in microseconds per map call (profiler overhead
+    included: compare functions with each other, not with the timed figures)."""
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    own = sorted(((tottime, ncalls, function if line == 0 else f"{function} ({Path(file).name}:{line})")
+                  for (file, line, function), (_, ncalls, tottime, _, _) in stats.items()), reverse=True)
+    print(f"{title}: {sum(t for t, _, _ in own) / calls * 1e6:.0f} us per call under the profiler")
+    for tottime, ncalls, function in own[:top]:
+        print(f"    {tottime / calls * 1e6:7.1f} us  {ncalls / calls:5.1f} calls  {function}")
+
+
 def deep_supervision_scales(patch):
     """nnU-Net's scales for a plain U-Net planned on this patch: one per pooling, as its trainer derives them."""
     from nnunetv2.experiment_planning.experiment_planners.network_topology import get_pool_and_conv_props
@@ -209,6 +227,8 @@ def main():
     parser.add_argument("--voxel-maps", action="store_true",
                         help="also time the boundary loss's distance maps and the U-Net border weights")
     parser.add_argument("--dilation", action="store_true", help="print the OpenCV / distance transform crossover")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="profile the maps where they run and print each row's N costliest functions")
     parser.add_argument("--plot", type=Path, default=None, help="also write the cost-vs-size-and-radius plot here")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -235,6 +255,7 @@ def main():
         repeats = args.repeats_2d if len(patch) == 2 else args.repeats_3d
 
         rows = map_transforms(args.radii, num_classes, args.voxel_maps)
+        profiles = {label: cProfile.Profile() for label, _ in rows}
         augmented, nnunet_times, map_times = [], [], {label: [] for label, _ in rows}
         with threadpool_limits(1), torch.no_grad():
             for repeat in range(repeats):
@@ -246,11 +267,18 @@ def main():
                     start = time.perf_counter()
                     sample = transforms(**sample)
                     nnunet_times.append(time.perf_counter() - start)
+                    if args.profile:
+                        profiles[label].runcall(transform, segmentation=sample["segmentation"])
+                        continue
                     start = time.perf_counter()
                     transform(segmentation=sample["segmentation"])
                     map_times[label].append(time.perf_counter() - start)
                 augmented.append(sample)
             print(f"{name}: nnU-Net default training transforms  {summary(nnunet_times)}")
+            if args.profile:
+                for label, profile in profiles.items():
+                    print_profile(f"{name}: {label}", profile, repeats, args.profile)
+                continue
             for label, times in map_times.items():
                 ratio = np.mean(times) / np.mean(nnunet_times)
                 print(f"{name}: {label:<38s} {summary(times)}  = {100 * ratio:5.1f} % of the transforms")
