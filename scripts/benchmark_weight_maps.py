@@ -258,6 +258,8 @@ def main():
         profiles = {label: cProfile.Profile() for label, _ in rows}
         augmented, nnunet_times, map_times = [], [], {label: [] for label, _ in rows}
         with threadpool_limits(1), torch.no_grad():
+            for _, transform in rows:  # once per process in training: the compiled 2D map's load from numba's cache
+                transform(segmentation=torch.from_numpy(labels[None].copy()))
             for repeat in range(repeats):
                 for label, transform in rows:
                     random.seed(repeat)

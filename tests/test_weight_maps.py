@@ -5,15 +5,24 @@ import numpy as np
 import pytest
 
 from nnunetv2_dbce import dbce_weight_map
+from nnunetv2_dbce.voxel_maps import dbce as dbce_module
 from nnunetv2_dbce.voxel_maps import dilation as dilation_module
+from nnunetv2_dbce.voxel_maps.dbce import weight_map_in_boxes
+from nnunetv2_dbce.voxel_maps.dbce_2d import disc_half_heights
 from nnunetv2_dbce.voxel_maps.dilation import (
     ball_kernel,
     dilate_with_distance_transform,
     dilate_with_kernel,
     dilate_with_runs,
 )
-from nnunetv2_dbce.voxel_maps.labels import axis_scale
+from nnunetv2_dbce.voxel_maps.labels import axis_scale, label_map_and_max
 from reference import ball_structuring_element, reference_weights
+
+
+def weights_in_boxes(label_map, radius, spacing=None, ignore_label=None):
+    """``dbce_weight_map`` through its numpy and OpenCV path, whatever the map."""
+    label_map, max_label = label_map_and_max(label_map, ignore_label)
+    return weight_map_in_boxes(label_map, max_label, float(radius), axis_scale(spacing, label_map.ndim), ignore_label)
 
 
 def random_label_map(rng, shape, num_classes, num_blobs=4, ignore_label=None):
@@ -221,7 +230,7 @@ def test_weight_maps_through_the_distance_transform_or_the_runs_match_reference(
     rng = np.random.default_rng(11)
     for shape, spacing in (((17, 23), None), ((6, 9, 11), (2.0, 1.0, 1.0))):
         label_map = random_label_map(rng, shape, num_classes=3, ignore_label=9)
-        np.testing.assert_allclose(dbce_weight_map(label_map, 2.5, spacing, ignore_label=9),
+        np.testing.assert_allclose(weights_in_boxes(label_map, 2.5, spacing, ignore_label=9),
                                    reference_weights(label_map, 2.5, spacing, ignore_label=9), rtol=1e-5)
 
 
@@ -360,3 +369,62 @@ def test_bool_label_maps_weigh_as_their_uint8_copies():
                                   dbce_weight_map(label_map.astype(np.uint8), 2))
     np.testing.assert_allclose(dbce_weight_map(label_map, 2),
                                reference_weights(label_map.astype(np.uint8), 2), rtol=1e-5)
+
+
+def discs(rng, shape, num_classes, dtype):
+    """A 2D map of a few discs of random classes and sizes (radius 0 to 12), some overlapping or cut by the border."""
+    label_map = np.zeros(shape, dtype)
+    rows, columns = np.ogrid[:shape[0], :shape[1]]
+    for _ in range(rng.integers(0, 6)):
+        y, x, r = rng.integers(0, shape[0]), rng.integers(0, shape[1]), rng.integers(0, 13)
+        label_map[(rows - y) ** 2 + (columns - x) ** 2 <= r * r] = rng.integers(1, num_classes + 1)
+    return label_map
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_compiled_2d_maps_equal_the_numpy_path_bit_for_bit(seed):
+    """The compiled 2D map against ``weight_map_in_boxes`` (OpenCV kernel, runs or distance transform dilations) on
+    random maps of both compiled dtypes: radii 0 to 20, anisotropic spacings, an ignore label, maps one voxel wide,
+    and columns taller than the uint8 distance cap (255)."""
+    rng = np.random.default_rng(seed)
+    shapes = [tuple(rng.integers(1, 70, 2)) for _ in range(60)] + [(1, 9), (9, 1), (300, 4), (700, 3)]
+    for i, shape in enumerate(shapes):
+        dtype = np.uint8 if i % 3 == 0 else np.int16
+        num_classes = int(rng.integers(1, 5))
+        label_map = discs(rng, shape, num_classes, dtype)
+        if shape[0] > 255:
+            label_map[0, 0] = 1
+        radius = float(rng.choice([0, 0.5, 1, 2.5, math.sqrt(8), 5, 7.5, 10, 20]))
+        spacing = None if rng.random() < 0.5 else tuple(rng.uniform(0.5, 3, 2))
+        ignore_label = num_classes if rng.random() < 0.4 else None
+        np.testing.assert_array_equal(dbce_weight_map(label_map, radius, spacing, ignore_label),
+                                      weights_in_boxes(label_map, radius, spacing, ignore_label),
+                                      err_msg=f"shape {shape}, radius {radius}, spacing {spacing}, "
+                                              f"ignore {ignore_label}")
+
+
+def test_2d_maps_of_nnunet_dtypes_run_compiled_and_the_rest_in_boxes(monkeypatch):
+    in_boxes = []
+    monkeypatch.setattr(dbce_module, "weight_map_in_boxes",
+                        lambda label_map, *args: in_boxes.append((label_map.dtype, label_map.ndim)) or
+                        weight_map_in_boxes(label_map, *args))
+    label_map = random_label_map(np.random.default_rng(3), (17, 23), num_classes=3)
+    for dtype in (np.int16, np.uint8, bool):
+        dbce_weight_map(label_map.astype(dtype), 2)
+    assert in_boxes == []
+    dbce_weight_map(label_map.astype(np.int32), 2)  # another dtype
+    dbce_weight_map(random_label_map(np.random.default_rng(3), (9, 11, 10), num_classes=3), 2)  # 3D
+    dbce_weight_map((np.arange(20 * 24) % 12).astype(np.int16).reshape(20, 24), 2)  # labels up to 11
+    dbce_weight_map(label_map, 300)  # a disc taller than the uint8 distances reach
+    assert in_boxes == [(np.dtype(np.int32), 2), (np.dtype(np.int16), 3), (np.dtype(np.int16), 2),
+                        (np.dtype(np.int16), 2)]
+
+
+@pytest.mark.parametrize("scale", [(1.0, 1.0), (2.3, 1.0), (1.0, 1.6), (1.0, 3.0)])
+def test_disc_half_heights_rebuild_the_disc(scale):
+    """Column by column, the rows within the half-height are exactly ``ball_kernel``'s disc."""
+    for radius in (0.0, 0.5, 1.0, 2.0, math.sqrt(8), 5.0, 7.5, 12.2):
+        kernel = ball_kernel(radius, scale)
+        heights = disc_half_heights(radius, scale)
+        rows = np.abs(np.arange(kernel.shape[0]) - kernel.shape[0] // 2)[:, None]
+        np.testing.assert_array_equal(rows <= heights[None, :], kernel.astype(bool), err_msg=f"radius {radius}")

@@ -16,8 +16,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from nnunetv2_dbce.voxel_maps.dbce_2d import COMPILED_DTYPES, compiled_weight_map, disc_half_heights
 from nnunetv2_dbce.voxel_maps.dilation import BALL_TOLERANCE, check_radius, dilate
-from nnunetv2_dbce.voxel_maps.labels import axis_scale, grown_box, label_boxes, label_map_and_max
+from nnunetv2_dbce.voxel_maps.labels import (
+    PER_LABEL_MAX_LABELS,
+    axis_scale,
+    grown_box,
+    label_boxes,
+    label_map_and_max,
+)
 
 
 def boxes_overlap(box: tuple, other: tuple) -> bool:
@@ -43,7 +50,9 @@ def dbce_weight_map(label_map: np.ndarray, radius: float, spacing: Sequence[floa
     """DBCE weight map of one patch.
 
     All work beyond two cheap passes (bounding boxes, the band count) happens inside each class's
-    bounding box grown by the radius: voxels outside every box are background outside every band.
+    bounding box grown by the radius: voxels outside every box are background outside every band. 2D maps of
+    nnU-Net's label dtypes run in one compiled call (``dbce_2d.compiled_weight_map``), the rest in numpy and OpenCV
+    (``weight_map_in_boxes``): the same weights, bit for bit.
 
     :param label_map: integer labels, shape (X, Y) or (X, Y, Z), no channel axis; labels >= 0.
     :param radius: dilation radius R in voxels of the finest axis (>= 0; 0 gives balanced CE weights).
@@ -69,7 +78,19 @@ def dbce_weight_map(label_map: np.ndarray, radius: float, spacing: Sequence[floa
     label_map, max_label = label_map_and_max(label_map, ignore_label)
     radius = check_radius(radius)
     scale = axis_scale(spacing, label_map.ndim)
+    if label_map.ndim == 2 and label_map.dtype in COMPILED_DTYPES and max_label <= PER_LABEL_MAX_LABELS:
+        half_heights = disc_half_heights(radius, tuple(scale.tolist()))
+        if half_heights is not None:
+            return compiled_weight_map(np.ascontiguousarray(label_map), int(max_label), half_heights,
+                                       -1 if ignore_label is None else int(ignore_label))
+    return weight_map_in_boxes(label_map, max_label, radius, scale, ignore_label)
 
+
+def weight_map_in_boxes(label_map: np.ndarray, max_label: int, radius: float, scale: np.ndarray,
+                        ignore_label: int | None) -> np.ndarray:
+    """``dbce_weight_map`` of a validated 2D or 3D ``label_map`` (largest label ``max_label``, ``scale`` from
+    ``axis_scale``) with numpy and OpenCV calls: every 3D map, and 2D maps ``compiled_weight_map`` does not take (more
+    than ``PER_LABEL_MAX_LABELS`` labels, other label dtypes, discs too tall for ``disc_half_heights``)."""
     boxes = label_boxes(label_map, max_label)
     ignore_box = boxes.pop(ignore_label, None) if ignore_label is not None else None
     ignored = None if ignore_box is None else label_map[ignore_box] == ignore_label

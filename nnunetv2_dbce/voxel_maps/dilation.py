@@ -21,7 +21,7 @@ def check_radius(radius: float | None) -> float:
     if isinstance(radius, bool) or not isinstance(radius, (Real, np.integer, np.floating)):
         raise TypeError(f"dilation radius must be a number of voxels, got {radius!r} ({type(radius).__name__})")
     radius = float(radius)
-    if not np.isfinite(radius) or radius < 0:
+    if not math.isfinite(radius) or radius < 0:
         raise ValueError(f"dilation radius must be a finite number >= 0 (voxels of the finest axis), got {radius}")
     return radius
 

@@ -1,0 +1,201 @@
+"""DBCE weight maps of 2D patches in one compiled call (numba): the weights of ``dbce_weight_map``, bit for bit, without
+its ~100 numpy and OpenCV calls per patch, whose fixed costs dominate a 2D map where nnU-Net's augmentation runs it
+(docs/measurements.md).
+
+Every loop below runs over a contiguous row (or a contiguous piece of one) from index 0, the form LLVM vectorises:
+a loop indexed with an offset (``row[x + dx]``) ran ~35x slower. The dilation by the disc is exact and separable: with
+``v`` the distance along axis 0 to the nearest voxel of the class in the same column, a voxel is in the dilated area
+when, for some column offset ``dx`` of the disc, ``v`` at ``x + dx`` is at most the disc's half-height at ``dx``.
+
+Compiled on first use for each label dtype (~7 s) and cached next to this module (numba's ``cache=True``); the
+augmentation workers load the cached code.
+"""
+from functools import lru_cache
+
+import numpy as np
+from numba import njit
+from numba.typed import List
+
+from nnunetv2_dbce.voxel_maps.dilation import ball_kernel
+
+# Label dtypes compiled for: nnU-Net's segmentations (int16) and the binary region maps of region_dbce_weight_maps.
+COMPILED_DTYPES = (np.dtype(np.int16), np.dtype(np.uint8))
+# Distances along axis 0 are counted in uint8 and saturate here; the disc's half-height must stay below.
+DISTANCE_CAP = 255
+
+
+@lru_cache(maxsize=64)
+def disc_half_heights(radius: float, scale: tuple) -> np.ndarray | None:
+    """The half-height along axis 0 of ``ball_kernel(radius, scale)`` (2D) at each column offset -reach..reach along
+    axis 1, int64; -1 where a column holds none of it. None for a disc too tall for the saturating uint8 distances
+    (a half-height of ``DISTANCE_CAP - 1`` voxels or more)."""
+    kernel = ball_kernel(radius, scale)
+    reach = kernel.shape[0] // 2
+    if reach >= DISTANCE_CAP - 1:
+        return None
+    in_column = kernel.any(axis=0)
+    heights = kernel.shape[0] - 1 - np.argmax(kernel[::-1], axis=0) - reach
+    return np.where(in_column, heights, -1).astype(np.int64)
+
+
+@njit(cache=True, boundscheck=False)
+def label_boxes(label_map: np.ndarray, max_label: int) -> np.ndarray:
+    """Inclusive bounding box (first row, last row, first column, last column) of each label 0..max_label, int64
+    (max_label + 1, 4); a label not in the map keeps first row = number of rows. One vectorised count per row and
+    label, and two short scans along the rows that hold the label."""
+    height, width = label_map.shape
+    boxes = np.empty((max_label + 1, 4), np.int64)
+    boxes[:, 0] = height
+    boxes[:, 1] = -1
+    boxes[:, 2] = width
+    boxes[:, 3] = -1
+    for label in range(1, max_label + 1):
+        for y in range(height):
+            row = label_map[y]
+            count = 0
+            for x in range(width):
+                count += row[x] == label
+            if count == 0:
+                continue
+            boxes[label, 0] = min(boxes[label, 0], y)
+            boxes[label, 1] = y
+            for x in range(width):
+                if row[x] == label:
+                    boxes[label, 2] = min(boxes[label, 2], x)
+                    break
+            for x in range(width - 1, -1, -1):
+                if row[x] == label:
+                    boxes[label, 3] = max(boxes[label, 3], x)
+                    break
+    return boxes
+
+
+@njit(cache=True, boundscheck=False)
+def dilated_area(label_map: np.ndarray, label: int, rows: tuple, columns: tuple, half_heights: np.ndarray,
+                 ignore_label: int) -> np.ndarray:
+    """The area of ``label`` dilated by the disc, within the box ``rows`` x ``columns`` (its bounding box grown by the
+    disc's reach, clipped to the map), less ``ignore_label``'s voxels: uint8 (box rows, box columns), 1 inside."""
+    first_row, stop_row = rows
+    first_column, stop_column = columns
+    height = stop_row - first_row
+    width = stop_column - first_column
+    one = np.uint8(1)
+    below_cap = np.uint8(DISTANCE_CAP - 1)
+    distance = np.empty((height, width), np.uint8)  # along axis 0 to the nearest voxel of the label, saturating
+    labels = label_map[first_row][first_column:stop_column]
+    current = distance[0]
+    for x in range(width):
+        current[x] = np.uint8(0) if labels[x] == label else np.uint8(DISTANCE_CAP)
+    for y in range(1, height):
+        labels = label_map[first_row + y][first_column:stop_column]
+        current = distance[y]
+        previous = distance[y - 1]
+        for x in range(width):
+            current[x] = np.uint8(0) if labels[x] == label else min(previous[x], below_cap) + one
+    for y in range(height - 2, -1, -1):
+        current = distance[y]
+        following = distance[y + 1]
+        for x in range(width):
+            current[x] = min(current[x], min(following[x], below_cap) + one)
+    reach = half_heights.size // 2
+    dilated = np.zeros((height, width), np.uint8)
+    for y in range(height):
+        for k in range(half_heights.size):
+            if half_heights[k] < 0:
+                continue
+            half_height = np.uint8(half_heights[k])
+            shift = k - reach
+            start = max(0, -shift)
+            stop = min(width, width - shift)
+            if stop <= start:
+                continue
+            target = dilated[y][start:stop]
+            source = distance[y][start + shift:stop + shift]
+            for x in range(target.size):
+                target[x] = target[x] | np.uint8(source[x] <= half_height)
+        if ignore_label > 0:
+            target = dilated[y]
+            labels = label_map[first_row + y][first_column:stop_column]
+            for x in range(width):
+                target[x] = target[x] & np.uint8(labels[x] != ignore_label)
+    return dilated
+
+
+@njit(cache=True, boundscheck=False)
+def compiled_weight_map(label_map: np.ndarray, max_label: int, half_heights: np.ndarray,
+                        ignore_label: int) -> np.ndarray:
+    """``dbce_weight_map`` of a 2D ``label_map`` (labels 0..max_label) for the disc of ``half_heights``;
+    ``ignore_label`` -1 for none. float32, the shape of ``label_map``."""
+    height, width = label_map.shape
+    weights = np.empty((height, width), np.float32)
+    boxes = label_boxes(label_map, max_label)
+    ignored_voxels = 0
+    if 0 < ignore_label <= max_label:
+        for y in range(boxes[ignore_label, 0], boxes[ignore_label, 1] + 1):
+            labels = label_map[y]
+            for x in range(width):
+                ignored_voxels += labels[x] == ignore_label
+    num_voxels = height * width - ignored_voxels
+    if num_voxels == 0:
+        weights[:] = 0
+        return weights
+    reach_y = int(half_heights.max())
+    reach_x = half_heights.size // 2
+    classes = List()
+    areas = List()
+    in_some_band = np.zeros((height, width), np.uint8)
+    banded_voxels = 0
+    for label in range(1, max_label + 1):
+        if label == ignore_label or boxes[label, 1] < 0:
+            continue
+        rows = (max(boxes[label, 0] - reach_y, 0), min(boxes[label, 1] + 1 + reach_y, height))
+        columns = (max(boxes[label, 2] - reach_x, 0), min(boxes[label, 3] + 1 + reach_x, width))
+        dilated = dilated_area(label_map, label, rows, columns, half_heights, ignore_label)
+        area = 0
+        newly_banded = 0
+        for y in range(rows[1] - rows[0]):
+            band = dilated[y]
+            marked = in_some_band[rows[0] + y][columns[0]:columns[1]]
+            for x in range(band.size):
+                area += band[x]
+            for x in range(band.size):
+                newly_banded += band[x] & (marked[x] ^ np.uint8(1))
+            for x in range(band.size):
+                marked[x] = marked[x] | band[x]
+        banded_voxels += newly_banded
+        classes.append((label, rows, columns, dilated))
+        areas.append(area)
+    background_area = num_voxels - banded_voxels
+    num_regions = len(classes) + (1 if background_area > 0 else 0)
+    background_weight = np.float32(num_voxels / (num_regions * background_area)) if background_area > 0 \
+        else np.float32(0)
+    for y in range(height):
+        row = weights[y]
+        for x in range(width):
+            row[x] = background_weight
+    class_weights = np.empty(len(classes), np.float32)
+    for i in range(len(classes)):
+        class_weights[i] = np.float32(num_voxels / (num_regions * areas[i]))
+    for i in np.argsort(class_weights, kind="mergesort"):  # a voxel in several bands: the last, largest weight stays
+        _, rows, columns, dilated = classes[i]
+        weight = class_weights[i]
+        for y in range(rows[1] - rows[0]):
+            band = dilated[y]
+            row = weights[rows[0] + y][columns[0]:columns[1]]
+            for x in range(band.size):
+                row[x] = weight if band[x] else row[x]
+    for i in range(len(classes)):  # a class voxel in a band of larger weight keeps its own
+        label = classes[i][0]
+        weight = class_weights[i]
+        for y in range(boxes[label, 0], boxes[label, 1] + 1):
+            row = weights[y][boxes[label, 2]:boxes[label, 3] + 1]
+            labels = label_map[y][boxes[label, 2]:boxes[label, 3] + 1]
+            for x in range(row.size):
+                row[x] = weight if labels[x] == label else row[x]
+    if ignored_voxels:
+        for y in range(boxes[ignore_label, 0], boxes[ignore_label, 1] + 1):
+            row = weights[y][boxes[ignore_label, 2]:boxes[ignore_label, 3] + 1]
+            labels = label_map[y][boxes[ignore_label, 2]:boxes[ignore_label, 3] + 1]
+            for x in range(row.size):
+                row[x] = np.float32(0) if labels[x] == ignore_label else row[x]
+    return weights
