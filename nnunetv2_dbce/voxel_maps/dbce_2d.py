@@ -27,8 +27,8 @@ DISTANCE_CAP = 255
 @lru_cache(maxsize=64)
 def disc_half_heights(radius: float, scale: tuple) -> np.ndarray | None:
     """The half-height along axis 0 of ``ball_kernel(radius, scale)`` (2D) at each column offset -reach..reach along
-    axis 1, int64; -1 where a column holds none of it. None for a disc too tall for the saturating uint8 distances
-    (a half-height of ``DISTANCE_CAP - 1`` voxels or more)."""
+    axis 1, int64; -1 where a column holds none of it. None for a disc that may be too tall for the saturating uint8
+    distances (a reach along axis 0 of ``DISTANCE_CAP - 1`` voxels or more)."""
     kernel = ball_kernel(radius, scale)
     reach = kernel.shape[0] // 2
     if reach >= DISTANCE_CAP - 1:
