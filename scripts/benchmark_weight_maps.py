@@ -15,6 +15,8 @@ fitted to, and the one it picks; ``--voxel-maps`` adds rows for the
 packaged per-voxel maps (the boundary loss's signed distances, the U-Net border weights, Skeleton Recall's tubed
 skeletons) on the same samples, and on the vessel-tree cases the cost of clDice's soft skeletons (forward and
 backward of ``ClDiceLoss`` for one sample, which runs in the training step instead of the workers).
+``--numpy-path`` adds, ahead of the DBCE rows, the same maps through the numpy/OpenCV path
+(``weight_map_in_boxes``) that the compiled 2D maps replace: before and after on the same samples.
 
 ``--profile N`` instead profiles each row's map calls where they run (cProfile, right after the transforms of
 each sample) and prints the N functions that took the most time of their own, per call: the fixed costs of a
@@ -23,7 +25,7 @@ map that takes well under a millisecond show up there.
 A second part plots the cost of ``dbce_weight_map`` alone against patch size and radius
 (structures scaled with the patch) to ``--plot``.
 
-    python scripts/benchmark_weight_maps.py [--cases 2D] [--voxel-maps] [--dilation] [--profile 15]
+    python scripts/benchmark_weight_maps.py [--cases 2D] [--voxel-maps] [--numpy-path] [--dilation] [--profile 15]
         [--plot docs/weight_map_cost.png]
 """
 import argparse
@@ -49,7 +51,9 @@ from nnunetv2_dbce import DBCEWeightMapTransform, VoxelMapTransform, dbce_weight
 from nnunetv2_dbce.losses.topology import ClDiceLoss
 from nnunetv2_dbce.tools.figures import saved_figure
 from nnunetv2_dbce.tools.synthetic import vessel_case
+from nnunetv2_dbce.voxel_maps.dbce import weight_map_in_boxes
 from nnunetv2_dbce.voxel_maps.distance import SignedDistanceMaps, UNetBorderWeights
+from nnunetv2_dbce.voxel_maps.labels import axis_scale, label_map_and_max
 from nnunetv2_dbce.voxel_maps.skeletons import TubedSkeletons
 
 
@@ -104,9 +108,24 @@ def case_labels(shape, structures):
     return synthetic_labels(shape, structures)
 
 
-def map_transforms(radii, num_classes, voxel_maps):
-    """(row label, transform) pairs: DBCE at each radius, then the packaged per-voxel maps when asked."""
-    rows = [(f"weight maps, R = {radius:g}", DBCEWeightMapTransform(radius)) for radius in radii]
+class WeightMapInBoxes:
+    """DBCE weight maps through the numpy/OpenCV path (``weight_map_in_boxes``) whatever the map: the "before" of the
+    compiled 2D map."""
+
+    def __init__(self, radius: float):
+        self.radius = float(radius)
+
+    def __call__(self, labels: np.ndarray, spacing) -> np.ndarray:
+        label_map, max_label = label_map_and_max(labels)
+        return weight_map_in_boxes(label_map, max_label, self.radius, axis_scale(spacing, label_map.ndim), None)
+
+
+def map_transforms(radii, num_classes, voxel_maps, numpy_path=False):
+    """(row label, transform) pairs: DBCE at each radius (first through the numpy/OpenCV path when asked), then the
+    packaged per-voxel maps when asked."""
+    rows = [(f"numpy/OpenCV path, R = {radius:g}", VoxelMapTransform(WeightMapInBoxes(radius)))
+            for radius in (radii if numpy_path else [])]
+    rows += [(f"weight maps, R = {radius:g}", DBCEWeightMapTransform(radius)) for radius in radii]
     if voxel_maps and num_classes <= VOXEL_MAP_MAX_CLASSES:
         rows += [("boundary loss: signed distances", VoxelMapTransform(SignedDistanceMaps(num_classes + 1),
                                                                         continuous=True)),
@@ -227,6 +246,8 @@ def main():
     parser.add_argument("--voxel-maps", action="store_true",
                         help="also time the boundary loss's distance maps and the U-Net border weights")
     parser.add_argument("--dilation", action="store_true", help="print the OpenCV / distance transform crossover")
+    parser.add_argument("--numpy-path", action="store_true",
+                        help="add a row per radius through the numpy/OpenCV path the compiled 2D maps replace")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="profile the maps where they run and print each row's N costliest functions")
     parser.add_argument("--plot", type=Path, default=None, help="also write the cost-vs-size-and-radius plot here")
@@ -254,7 +275,7 @@ def main():
         image = torch.from_numpy(np.random.default_rng(1).normal(size=(1, *initial)).astype(np.float32))
         repeats = args.repeats_2d if len(patch) == 2 else args.repeats_3d
 
-        rows = map_transforms(args.radii, num_classes, args.voxel_maps)
+        rows = map_transforms(args.radii, num_classes, args.voxel_maps, args.numpy_path)
         profiles = {label: cProfile.Profile() for label, _ in rows}
         augmented, nnunet_times, map_times = [], [], {label: [] for label, _ in rows}
         with threadpool_limits(1), torch.no_grad():
