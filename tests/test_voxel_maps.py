@@ -308,6 +308,20 @@ def test_continuous_maps_are_block_means_in_3d_and_untouched_at_full_resolution(
     torch.testing.assert_close(average_to(full[:, 0], (3, 4)), full[:, 0].reshape(2, 3, 2, 4, 2).mean((2, 4)))
 
 
+def test_scales_averaged_from_the_scale_before_equal_those_averaged_from_full_resolution():
+    """nnU-Net's poolings (factor 2, 1 along a coarse axis, sizes that stop dividing) through ``averaged_scales``
+    against ``average_to`` of the full-resolution map, scale by scale."""
+    from nnunetv2_dbce.voxel_maps.transform import average_to, averaged_scales
+    full = np.random.default_rng(0).normal(size=(2, 8, 12, 16)).astype(np.float32)
+    for shapes in ([(8, 12, 16), (8, 6, 8), (4, 3, 4), (2, 3, 2)], [(8, 12, 16), (4, 6, 8), (3, 3, 4), (1, 1, 2)],
+                   [(8, 12, 16), (5, 6, 8), (4, 3, 4)]):
+        scales = averaged_scales(full, shapes)
+        assert [tuple(scale.shape[1:]) for scale in scales] == shapes
+        for scale, shape in zip(scales, shapes):
+            torch.testing.assert_close(scale, average_to(torch.from_numpy(full), shape), rtol=1e-6, atol=1e-6)
+    assert np.shares_memory(averaged_scales(full, [(8, 12, 16)])[0].numpy(), full)  # full resolution: no copy
+
+
 def test_boundary_loss_edge_cases_and_its_sum_with_a_region_loss():
     """All voxels ignored gives 0, mismatched spatial shapes are refused, half-precision logits are computed in
     fp32, and the region + alpha * boundary sum follows alpha as it is changed from outside."""

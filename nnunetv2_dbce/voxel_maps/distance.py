@@ -1,15 +1,16 @@
 """Distance-based per-voxel maps for classic losses, as picklable map functions ``f(labels, spacing)`` for
-``VoxelMapTransform``: signed distance maps (boundary loss) and U-Net border weights. numpy / scipy / edt.
+``VoxelMapTransform``: signed distance maps (boundary loss) and U-Net border weights. numpy / scipy, and the compiled
+distances of ``squared_distance``.
 """
 import math
 from collections.abc import Sequence
 
-import edt
 import numpy as np
 from scipy import ndimage
 
 from nnunetv2_dbce.voxel_maps.dbce import dbce_weight_map
 from nnunetv2_dbce.voxel_maps.labels import as_label_map, axis_scale, grown_box, mask_box
+from nnunetv2_dbce.voxel_maps.squared_distance import squared_distances
 
 
 def signed_distance_maps(label_map: np.ndarray, num_classes: int, spacing: Sequence[float]) -> np.ndarray:
@@ -36,12 +37,12 @@ def signed_distance_maps(label_map: np.ndarray, num_classes: int, spacing: Seque
         box = mask_box(inside)
         if box is None or inside.all():
             continue
-        maps[c - 1] = edt.edt((~inside).view(np.uint8), anisotropy=spacing, black_border=False, parallel=1)
+        maps[c - 1] = squared_distances(inside, spacing, box, root=True)
         # the nearest voxel outside the class is within its bounding box grown by one voxel (that layer is
         # outside it), so the inside distances need only that box
         grown = grown_box(box, np.ones(label_map.ndim, int), label_map.shape)
-        inside_box = np.ascontiguousarray(inside[grown])
-        inside_distance = edt.edt(inside_box.view(np.uint8), anisotropy=spacing, black_border=False, parallel=1)
+        inside_box = inside[grown]
+        inside_distance = squared_distances(~inside_box, spacing, root=True)
         np.subtract(min(spacing), inside_distance, out=maps[c - 1][grown], where=inside_box)
     return maps
 
@@ -99,8 +100,8 @@ def unet_border_weights(label_map: np.ndarray, spacing: Sequence[float] | None =
     reach = np.ceil(cutoff / scale).astype(int)
     for index, box in enumerate(ndimage.find_objects(objects), start=1):
         grown = grown_box(box, reach, label_map.shape)
-        distance = edt.edt((objects[grown] != index).view(np.uint8), anisotropy=tuple(scale), black_border=False,
-                           parallel=1)
+        box_in_grown = tuple(slice(b.start - g.start, b.stop - g.start) for b, g in zip(box, grown))
+        distance = squared_distances(objects[grown] == index, tuple(scale), box_in_grown, root=True)
         distance[distance > cutoff] = np.inf
         second[grown] = np.minimum(second[grown], np.maximum(nearest[grown], distance))
         nearest[grown] = np.minimum(nearest[grown], distance)

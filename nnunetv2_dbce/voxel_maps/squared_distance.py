@@ -1,0 +1,131 @@
+"""Exact squared Euclidean distances to the voxels of a mask, compiled (numba): Felzenszwalb and Huttenlocher's lower
+envelope of parabolas, one axis after the other, over only the lines that cross the mask's bounding box. Every other line holds no voxel of the mask, or only infinite distances after the earlier axes,
+so a structure small for its patch costs a scan of its box's columns, one envelope per line through the box, and a
+pass over the patch for the last axis, where the ``edt`` library runs every line of every axis (3-5x its time for
+structures in a 512^2 patch, 2-5x for organ-sized ones in 128^3, level where the box fills the patch).
+
+Compiled on first use (~5 s) and cached next to this module (numba's ``cache=True``), like ``dbce_2d``.
+
+P. F. Felzenszwalb, D. P. Huttenlocher, *Distance Transforms of Sampled Functions*, Theory of Computing 8 (2012).
+"""
+from collections.abc import Sequence
+
+import numpy as np
+from numba import njit
+
+from nnunetv2_dbce.voxel_maps.labels import mask_box
+
+
+@njit(cache=True, boundscheck=False)
+def lower_envelope(values: np.ndarray, first: int, last: int, weight: float, root: bool, sites: np.ndarray,
+                   offsets: np.ndarray, site_values: np.ndarray, bounds: np.ndarray) -> None:
+    """In place, ``values[q] = min_p weight (q - p)^2 + values[p]`` over the sites p in first..last (the other entries
+    are infinite, so left out), infinite everywhere when every site is; its square root when ``root``. ``sites``,
+    ``offsets``, ``site_values`` (one entry per value) and ``bounds`` (one more) are scratch space."""
+    count = -1
+    for q in range(first, last + 1):
+        value = values[q]
+        if value == np.inf:
+            continue
+        offset = value + weight * q * q
+        if count < 0:
+            count = 0
+        else:
+            while True:  # drop the parabolas this one lies below from where they started to be the lowest
+                numerator = offset - offsets[count]
+                denominator = 2.0 * weight * (q - sites[count])
+                if count > 0 and numerator <= bounds[count] * denominator:
+                    count -= 1
+                else:
+                    break
+            bounds[count + 1] = numerator / denominator
+            count += 1
+        sites[count] = q
+        offsets[count] = offset
+        site_values[count] = value
+    if count < 0:
+        values[:] = np.inf
+        return
+    bounds[count + 1] = np.inf
+    lowest = 0
+    end = bounds[1]
+    for q in range(values.size):
+        while end < q:
+            lowest += 1
+            end = bounds[lowest + 1]
+        step = q - sites[lowest]
+        squared = weight * step * step + site_values[lowest]
+        values[q] = np.sqrt(np.float32(squared)) if root else squared
+
+
+@njit(cache=True, boundscheck=False)
+def squared_distances_in_box(mask: np.ndarray, first: np.ndarray, last: np.ndarray, weights: np.ndarray,
+                             root: bool) -> np.ndarray:
+    """Squared distance (distance when ``root``) of every voxel of a 3D ``mask`` to its nearest True voxel, float32 of
+    its shape (inf if none), all True voxels lying in the inclusive box ``first``..``last`` (int64 (3,)); ``weights``:
+    squared voxel size per axis. Axis 0 by two scans of the box's columns, axes 1 and 2 by lower envelopes."""
+    n0, n1, n2 = mask.shape
+    out = np.empty((n0, n1, n2), np.float32)
+    longest = max(n0, n1, n2)
+    sites = np.empty(longest, np.int64)
+    offsets = np.empty(longest, np.float64)
+    site_values = np.empty(longest, np.float64)
+    bounds = np.empty(longest + 1, np.float64)
+    start, stop = first[2], last[2] + 1
+    width = stop - start
+    none = n0 + 1  # steps to the nearest True voxel along axis 0 when the column holds none
+    steps = np.empty(width, np.int32)
+    for j in range(first[1], last[1] + 1):
+        steps[:] = none
+        for i in range(n0):
+            in_mask = mask[i, j, start:stop]
+            column_steps = out[i, j, start:stop]
+            for k in range(width):
+                step = 0 if in_mask[k] else steps[k] + 1
+                steps[k] = step
+                column_steps[k] = step
+        steps[:] = none
+        for i in range(n0 - 1, -1, -1):
+            column_steps = out[i, j, start:stop]
+            for k in range(width):
+                step = min(np.int32(column_steps[k]), steps[k] + 1)
+                steps[k] = step
+                column_steps[k] = np.float32(weights[0] * step * step) if step < none else np.inf
+    if n1 > 1:
+        for i in range(n0):
+            for k in range(start, stop):
+                lower_envelope(out[i, :, k], first[1], last[1], weights[1], False, sites, offsets, site_values, bounds)
+    for i in range(n0):
+        for j in range(n1):
+            lower_envelope(out[i, j], start, stop - 1, weights[2], root, sites, offsets, site_values, bounds)
+    return out
+
+
+def squared_distances(mask: np.ndarray, spacing: Sequence[float], box: tuple | None = None,
+                      root: bool = False) -> np.ndarray:
+    """Squared Euclidean distance of every voxel of a 2D or 3D bool ``mask`` to its nearest True voxel, in the units
+    of ``spacing`` (one per axis) squared, float32 of the mask's shape: 0 on the mask, inf everywhere if it is empty.
+    ``box``: the mask's bounding box (a tuple of slices) when known; ``root``: the distances instead (the square root
+    taken in the last pass). Voxels beyond the mask's edges are not True.
+
+    Example (a voxel of the mask at the end of a row, spacing 2 along it)::
+
+        >>> squared_distances(np.array([[False, False, True]]), (1.0, 2.0)).tolist()
+        [[16.0, 4.0, 0.0]]
+    """
+    mask = np.ascontiguousarray(mask, dtype=bool)
+    if mask.ndim not in (2, 3) or len(spacing) != mask.ndim:
+        raise ValueError(f"squared distances need a 2D or 3D mask and one spacing per axis, got a mask of shape "
+                         f"{mask.shape} and spacing {tuple(spacing)}")
+    if box is None:
+        box = mask_box(mask)
+    if box is None:
+        return np.full(mask.shape, np.inf, np.float32)
+    weights = np.square(np.asarray(spacing, np.float64))
+    if mask.ndim == 2:  # as (X, 1, Y): the scans run along X over contiguous rows, the envelopes along Y
+        box = (box[0], slice(0, 1), box[1])
+        weights = np.array([weights[0], 1.0, weights[1]])
+    first = np.array([s.start for s in box], np.int64)
+    last = np.array([s.stop - 1 for s in box], np.int64)
+    distances = squared_distances_in_box(mask.reshape(mask.shape[0], -1, mask.shape[-1]), first, last, weights, root)
+    return distances.reshape(mask.shape)
