@@ -72,8 +72,16 @@ def test_a_given_box_larger_than_the_masks_gives_the_same_distances():
     assert tight[0, 0] == 5 ** 2 + (12 * 2.0) ** 2
 
 
-def test_an_empty_mask_is_infinitely_far_and_bad_input_is_refused():
-    assert np.isinf(squared_distances(np.zeros((4, 5), bool), (1.0, 1.0))).all()
+def test_distances_written_into_a_given_array_and_bad_input_is_refused():
+    mask = np.zeros((6, 7, 8), bool)
+    mask[2, 3, 4] = True
+    out = np.zeros((2, 6, 7, 8), np.float32)
+    assert np.shares_memory(squared_distances(mask, (1.0, 2.0, 3.0), root=True, out=out[1]), out)
+    np.testing.assert_array_equal(out[1], squared_distances(mask, (1.0, 2.0, 3.0), root=True))
+    assert not out[0].any()
+    assert np.isinf(squared_distances(np.zeros((4, 5), bool), (1.0, 1.0), out=out[0, 0, :4, :5].copy())).all()
+    with pytest.raises(ValueError, match="C-contiguous float32"):
+        squared_distances(mask, (1.0, 1.0, 1.0), out=out[0].astype(np.float64))
     with pytest.raises(ValueError, match="2D or 3D"):
         squared_distances(np.ones(5, bool), (1.0,))
     with pytest.raises(ValueError, match="one spacing per axis"):

@@ -37,7 +37,7 @@ def signed_distance_maps(label_map: np.ndarray, num_classes: int, spacing: Seque
         box = mask_box(inside)
         if box is None or inside.all():
             continue
-        maps[c - 1] = squared_distances(inside, spacing, box, root=True)
+        squared_distances(inside, spacing, box, root=True, out=maps[c - 1])
         # the nearest voxel outside the class is within its bounding box grown by one voxel (that layer is
         # outside it), so the inside distances need only that box
         grown = grown_box(box, np.ones(label_map.ndim, int), label_map.shape)

@@ -1,8 +1,9 @@
 """Exact squared Euclidean distances to the voxels of a mask, compiled (numba): Felzenszwalb and Huttenlocher's lower
-envelope of parabolas, one axis after the other, over only the lines that cross the mask's bounding box. Every other line holds no voxel of the mask, or only infinite distances after the earlier axes,
-so a structure small for its patch costs a scan of its box's columns, one envelope per line through the box, and a
-pass over the patch for the last axis, where the ``edt`` library runs every line of every axis (3-5x its time for
-structures in a 512^2 patch, 2-5x for organ-sized ones in 128^3, level where the box fills the patch).
+envelope of parabolas, one axis after the other, over only the lines that cross the mask's bounding box. Every other
+line holds no voxel of the mask, or only infinite distances after the earlier axes, so a structure small for its
+patch costs a scan of its box's columns, one envelope per line through the box, and a pass over the patch for the
+last axis, where the ``edt`` library runs every line of every axis (3-5x its time for structures in a 512^2 patch,
+2-5x for organ-sized ones in 128^3, level where the box fills the patch).
 
 Compiled on first use (~5 s) and cached next to this module (numba's ``cache=True``), like ``dbce_2d``.
 
@@ -59,13 +60,13 @@ def lower_envelope(values: np.ndarray, first: int, last: int, weight: float, roo
 
 
 @njit(cache=True, boundscheck=False)
-def squared_distances_in_box(mask: np.ndarray, first: np.ndarray, last: np.ndarray, weights: np.ndarray,
-                             root: bool) -> np.ndarray:
-    """Squared distance (distance when ``root``) of every voxel of a 3D ``mask`` to its nearest True voxel, float32 of
-    its shape (inf if none), all True voxels lying in the inclusive box ``first``..``last`` (int64 (3,)); ``weights``:
-    squared voxel size per axis. Axis 0 by two scans of the box's columns, axes 1 and 2 by lower envelopes."""
+def squared_distances_in_box(mask: np.ndarray, first: np.ndarray, last: np.ndarray, weights: np.ndarray, root: bool,
+                             out: np.ndarray) -> None:
+    """Into ``out`` (float32, C-contiguous, the shape of ``mask``): the squared distance (distance when ``root``) of
+    every voxel of a 3D ``mask`` to its nearest True voxel (inf if none), all True voxels lying in the inclusive box
+    ``first``..``last`` (int64 (3,)); ``weights``: squared voxel size per axis. Axis 0 by two scans of the box's
+    columns, axes 1 and 2 by lower envelopes."""
     n0, n1, n2 = mask.shape
-    out = np.empty((n0, n1, n2), np.float32)
     longest = max(n0, n1, n2)
     sites = np.empty(longest, np.int64)
     offsets = np.empty(longest, np.float64)
@@ -98,15 +99,15 @@ def squared_distances_in_box(mask: np.ndarray, first: np.ndarray, last: np.ndarr
     for i in range(n0):
         for j in range(n1):
             lower_envelope(out[i, j], start, stop - 1, weights[2], root, sites, offsets, site_values, bounds)
-    return out
 
 
-def squared_distances(mask: np.ndarray, spacing: Sequence[float], box: tuple | None = None,
-                      root: bool = False) -> np.ndarray:
+def squared_distances(mask: np.ndarray, spacing: Sequence[float], box: tuple | None = None, root: bool = False,
+                      out: np.ndarray | None = None) -> np.ndarray:
     """Squared Euclidean distance of every voxel of a 2D or 3D bool ``mask`` to its nearest True voxel, in the units
     of ``spacing`` (one per axis) squared, float32 of the mask's shape: 0 on the mask, inf everywhere if it is empty.
     ``box``: the mask's bounding box (a tuple of slices) when known; ``root``: the distances instead (the square root
-    taken in the last pass). Voxels beyond the mask's edges are not True.
+    taken in the last pass); ``out``: a C-contiguous float32 array of the mask's shape to write them into (returned).
+    Voxels beyond the mask's edges are not True.
 
     Example (a voxel of the mask at the end of a row, spacing 2 along it)::
 
@@ -117,15 +118,22 @@ def squared_distances(mask: np.ndarray, spacing: Sequence[float], box: tuple | N
     if mask.ndim not in (2, 3) or len(spacing) != mask.ndim:
         raise ValueError(f"squared distances need a 2D or 3D mask and one spacing per axis, got a mask of shape "
                          f"{mask.shape} and spacing {tuple(spacing)}")
+    if out is None:
+        out = np.empty(mask.shape, np.float32)
+    elif out.shape != mask.shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(f"squared distances of a mask of shape {mask.shape} need a C-contiguous float32 out of that "
+                         f"shape, got {out.dtype} {out.shape}")
     if box is None:
         box = mask_box(mask)
     if box is None:
-        return np.full(mask.shape, np.inf, np.float32)
+        out.fill(np.inf)
+        return out
     weights = np.square(np.asarray(spacing, np.float64))
     if mask.ndim == 2:  # as (X, 1, Y): the scans run along X over contiguous rows, the envelopes along Y
         box = (box[0], slice(0, 1), box[1])
         weights = np.array([weights[0], 1.0, weights[1]])
     first = np.array([s.start for s in box], np.int64)
     last = np.array([s.stop - 1 for s in box], np.int64)
-    distances = squared_distances_in_box(mask.reshape(mask.shape[0], -1, mask.shape[-1]), first, last, weights, root)
-    return distances.reshape(mask.shape)
+    as_3d = (mask.shape[0], -1, mask.shape[-1])
+    squared_distances_in_box(mask.reshape(as_3d), first, last, weights, root, out.reshape(as_3d))
+    return out
