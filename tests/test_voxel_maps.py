@@ -309,12 +309,13 @@ def test_continuous_maps_are_block_means_in_3d_and_untouched_at_full_resolution(
 
 
 def test_scales_averaged_from_the_scale_before_equal_those_averaged_from_full_resolution():
-    """nnU-Net's poolings (factor 2, 1 along a coarse axis, sizes that stop dividing) through ``averaged_scales``
+    """nnU-Net's poolings (factor 2, 1 along a coarse axis, sizes that stop dividing, factors 3 and 4) through
+    ``averaged_scales``
     against ``average_to`` of the full-resolution map, scale by scale."""
     from nnunetv2_dbce.voxel_maps.transform import average_to, averaged_scales
     full = np.random.default_rng(0).normal(size=(2, 8, 12, 16)).astype(np.float32)
     for shapes in ([(8, 12, 16), (8, 6, 8), (4, 3, 4), (2, 3, 2)], [(8, 12, 16), (4, 6, 8), (3, 3, 4), (1, 1, 2)],
-                   [(8, 12, 16), (5, 6, 8), (4, 3, 4)]):
+                   [(8, 12, 16), (5, 6, 8), (4, 3, 4)], [(8, 12, 16), (8, 4, 16), (4, 2, 4)]):
         scales = averaged_scales(full, shapes)
         assert [tuple(scale.shape[1:]) for scale in scales] == shapes
         for scale, shape in zip(scales, shapes):
