@@ -31,11 +31,12 @@ def signed_distance_maps(label_map: np.ndarray, num_classes: int, spacing: Seque
     """
     label_map = as_label_map(label_map)
     spacing = tuple(float(s) for s in spacing)
-    maps = np.zeros((num_classes - 1, *label_map.shape), np.float32)
+    maps = np.empty((num_classes - 1, *label_map.shape), np.float32)
     for c in range(1, num_classes):
         inside = label_map == c
         box = mask_box(inside)
-        if box is None or inside.all():
+        if box is None or (box == tuple(slice(0, n) for n in label_map.shape) and inside.all()):
+            maps[c - 1] = 0
             continue
         squared_distances(inside, spacing, box, root=True, out=maps[c - 1])
         # the nearest voxel outside the class is within its bounding box grown by one voxel (that layer is
