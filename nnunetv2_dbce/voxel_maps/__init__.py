@@ -4,6 +4,7 @@ weight map is one kind; signed distance maps, U-Net border weights and Skeleton 
 - ``labels``: label-map validation, bounding boxes, axis scale (numpy / OpenCV / scipy)
 - ``dilation``: exact dilation by a physical ball and its cost model (numpy / OpenCV / edt)
 - ``dbce``: DBCE weight maps, ``dbce_weight_map``, ``region_dbce_weight_maps``, ``DBCEWeightMap``
+- ``squared_distance``: exact squared distances confined to a structure's box (numba)
 - ``distance``: signed distance maps (boundary loss), U-Net border weights
 - ``skeletons``: tubed skeletons (Skeleton Recall)
 - ``structure_sizes``: structure radii, for a dilation radius derived from the dataset

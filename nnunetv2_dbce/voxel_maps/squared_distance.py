@@ -5,7 +5,7 @@ patch costs a scan of its box's columns, one envelope per line through the box, 
 last axis, where the ``edt`` library runs every line of every axis (3-5x its time for structures in a 512^2 patch,
 2-5x for organ-sized ones in 128^3, level where the box fills the patch).
 
-Compiled on first use (~5 s) and cached next to this module (numba's ``cache=True``), like ``dbce_2d``.
+Compiled on first use (~1 s) and cached next to this module (numba's ``cache=True``), like ``dbce_2d``.
 
 P. F. Felzenszwalb, D. P. Huttenlocher, *Distance Transforms of Sampled Functions*, Theory of Computing 8 (2012).
 """
