@@ -97,7 +97,7 @@ CASES = {
 
 # the scipy row takes ~80 s per sample with 120 classes: measured once (before the OpenCV kernels), then skipped
 NAIVE_MAX_CLASSES = 20
-# the packaged voxel maps compute a distance transform per class over the whole patch: timed on the few-class cases
+# the packaged voxel maps compute distances (and skeletons) per class: timed on the few-class cases
 VOXEL_MAP_MAX_CLASSES = 3
 
 
