@@ -5,10 +5,11 @@ and many structures, up to 120 classes), fed to nnU-Net 2.8's ``get_training_tra
 trainer sets them up: rotation +-180 degrees in 2D and +-30 in 3D, mirroring on every axis, the patch
 enlarged by ``get_patch_size`` exactly as its data loader does, one deep-supervision scale per pooling of
 the U-Net nnU-Net plans for the patch. The weight-map figure is ``DBCEWeightMapTransform`` on the
-augmented patch, all deep-supervision scales together, timed where it runs in training: right after nnU-Net's
-transforms of the same sample (each row after its own run of them, the augmentation reseeded so that every row
-sees the same samples). Timed instead after all samples were augmented, as before, the same maps cost 20-35 %
-less in 2D: in the pipeline they start with caches that nnU-Net's transforms have just filled with their own data.
+augmented patch, all deep-supervision scales together, told the dataset's largest label as the trainers tell it,
+timed where it runs in training: right after nnU-Net's transforms of the same sample (each row after its own run of
+them, the augmentation reseeded so that every row sees the same samples). Timed instead after all samples were
+augmented, as before, the same maps cost 20-35 % less in 2D: in the pipeline they start with caches that nnU-Net's
+transforms have just filled with their own data.
 ``--dilation`` prints the cost of the three exact
 dilations (OpenCV kernel, runs on packed rows, distance transform) that the cost model in ``voxel_maps.dilation`` is
 fitted to, and the one it picks; ``--voxel-maps`` adds rows for the
@@ -122,15 +123,18 @@ class WeightMapInBoxes:
 
 def map_transforms(radii, num_classes, voxel_maps, numpy_path=False):
     """(row label, transform) pairs: DBCE at each radius (first through the numpy/OpenCV path when asked), then the
-    packaged per-voxel maps when asked."""
-    rows = [(f"numpy/OpenCV path, R = {radius:g}", VoxelMapTransform(WeightMapInBoxes(radius)))
+    packaged per-voxel maps when asked; each told the dataset's largest label, as nnU-Net's trainers tell it."""
+    rows = [(f"numpy/OpenCV path, R = {radius:g}", VoxelMapTransform(WeightMapInBoxes(radius), max_label=num_classes))
             for radius in (radii if numpy_path else [])]
-    rows += [(f"weight maps, R = {radius:g}", DBCEWeightMapTransform(radius)) for radius in radii]
+    rows += [(f"weight maps, R = {radius:g}", DBCEWeightMapTransform(radius, max_label=num_classes))
+             for radius in radii]
     if voxel_maps and num_classes <= VOXEL_MAP_MAX_CLASSES:
         rows += [("boundary loss: signed distances", VoxelMapTransform(SignedDistanceMaps(num_classes + 1),
-                                                                        continuous=True)),
-                 ("U-Net border weights (w0 10, sigma 5)", VoxelMapTransform(UNetBorderWeights())),
-                 ("Skeleton Recall: tubed skeletons", VoxelMapTransform(TubedSkeletons(range(1, num_classes + 1))))]
+                                                                        continuous=True, max_label=num_classes)),
+                 ("U-Net border weights (w0 10, sigma 5)", VoxelMapTransform(UNetBorderWeights(),
+                                                                             max_label=num_classes)),
+                 ("Skeleton Recall: tubed skeletons", VoxelMapTransform(TubedSkeletons(range(1, num_classes + 1)),
+                                                                        max_label=num_classes))]
     return rows
 
 

@@ -6,7 +6,7 @@ from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTansform
 
-from nnunetv2_dbce import DBCEWeightMapTransform, dbce_weight_map
+from nnunetv2_dbce import DBCEWeightMapTransform, VoxelMapTransform, dbce_weight_map
 
 
 def random_segmentation(shape, seed, num_classes=3, padding=True):
@@ -69,12 +69,23 @@ def test_bad_radius_is_refused_when_built():
         DBCEWeightMapTransform(-3)
 
 
+def foreground_map(labels, spacing):
+    return labels > 0
+
+
 def test_labels_beyond_the_datasets_are_refused():
     segmentation = random_segmentation((12, 12), seed=7, padding=False)
     segmentation[0, 0, 0] = 5
     with pytest.raises(ValueError, match="holds label 5, but the dataset's labels go up to 3"):
         DBCEWeightMapTransform(2, max_label=3)(segmentation=segmentation)
     assert "voxel_map" in DBCEWeightMapTransform(2, max_label=5)(segmentation=segmentation)
+    # the DBCE map makes the check from its own label range; any other map function is checked by the transform
+    handed_over = DBCEWeightMapTransform(2, max_label=3)
+    assert handed_over.max_label is None and handed_over.map_function.function.max_label == 3
+    with pytest.raises(ValueError, match="holds label 5, but the dataset's labels go up to 4"):
+        dbce_weight_map(segmentation[0].numpy(), 2, max_label=4)
+    with pytest.raises(ValueError, match="holds label 5, but the dataset's labels go up to 3"):
+        VoxelMapTransform(foreground_map, max_label=3)(segmentation=segmentation)
 
 
 @pytest.mark.parametrize("shape_in, shape_out", [((40, 36), (20, 18)), ((13, 30, 27), (7, 15, 14)),

@@ -21,6 +21,7 @@ from nnunetv2_dbce.voxel_maps.dilation import BALL_TOLERANCE, check_radius, dila
 from nnunetv2_dbce.voxel_maps.labels import (
     PER_LABEL_MAX_LABELS,
     axis_scale,
+    check_dataset_labels,
     grown_box,
     label_boxes,
     label_map_and_max,
@@ -46,7 +47,7 @@ def banded_area(bands: list) -> int:
 
 
 def dbce_weight_map(label_map: np.ndarray, radius: float, spacing: Sequence[float] | None = None,
-                    ignore_label: int | None = None) -> np.ndarray:
+                    ignore_label: int | None = None, max_label: int | None = None) -> np.ndarray:
     """DBCE weight map of one patch.
 
     All work beyond two cheap passes (bounding boxes, the band count) happens inside each class's
@@ -58,11 +59,14 @@ def dbce_weight_map(label_map: np.ndarray, radius: float, spacing: Sequence[floa
     :param radius: dilation radius R in voxels of the finest axis (>= 0; 0 gives balanced CE weights).
     :param spacing: voxel spacing per axis (any unit); None means isotropic.
     :param ignore_label: label (> 0) whose voxels are left out of every count and get weight 0.
+    :param max_label: the largest label the dataset defines (ignore label included), checked against the label
+        range the map finds anyway; None: not checked.
     :return: float32 weights, same shape as ``label_map``.
 
     Raises:
         ValueError, TypeError: a radius that is negative, NaN, infinite or not a number; a label map that is not
-            2D or 3D integer labels, or a spacing that is not one positive value per axis.
+            2D or 3D integer labels, or holds a label beyond ``max_label``; a spacing that is not one positive value
+            per axis.
 
     Example (a 4x4 square: it and its 3-pixel band, 80 pixels in all, share one weight, 4096 / (2 x 80))::
 
@@ -75,15 +79,16 @@ def dbce_weight_map(label_map: np.ndarray, radius: float, spacing: Sequence[floa
     S. M. Hosseini, M. Soleymani Baghshah, *Dilated Balanced Cross Entropy Loss for Medical Image
     Segmentation*, arXiv:2412.06045, 2024.
     """
-    label_map, max_label = label_map_and_max(label_map, ignore_label)
+    label_map, largest = label_map_and_max(label_map, ignore_label)
+    check_dataset_labels(largest, max_label)
     radius = check_radius(radius)
     scale = axis_scale(spacing, label_map.ndim)
-    if label_map.ndim == 2 and label_map.dtype in COMPILED_DTYPES and max_label <= PER_LABEL_MAX_LABELS:
+    if label_map.ndim == 2 and label_map.dtype in COMPILED_DTYPES and largest <= PER_LABEL_MAX_LABELS:
         half_heights = disc_half_heights(radius, tuple(scale.tolist()))
         if half_heights is not None:
-            return compiled_weight_map(np.ascontiguousarray(label_map), int(max_label), half_heights,
+            return compiled_weight_map(np.ascontiguousarray(label_map), int(largest), half_heights,
                                        -1 if ignore_label is None else int(ignore_label))
-    return weight_map_in_boxes(label_map, max_label, radius, scale, ignore_label)
+    return weight_map_in_boxes(label_map, largest, radius, scale, ignore_label)
 
 
 def weight_map_in_boxes(label_map: np.ndarray, max_label: int, radius: float, scale: np.ndarray,
@@ -137,13 +142,21 @@ class DBCEWeightMap:
     channel is nnU-Net's ignore mask: its voxels are left out of every region's counts and weigh 0.
     """
 
-    def __init__(self, radius: float, ignore_label: int | None = None):
+    def __init__(self, radius: float, ignore_label: int | None = None, max_label: int | None = None):
+        """``max_label``: the largest label the dataset defines (ignore label included); a label map with a larger
+        one is an error. None: not checked."""
         self.radius = check_radius(radius)
         self.ignore_label = ignore_label
+        self.max_label = max_label
+
+    def with_max_label(self, max_label: int) -> "DBCEWeightMap":
+        """The same maps, checking the dataset's largest label from the label range they find anyway: how
+        ``VoxelMapTransform`` hands its check over, saving a pass over the labels per sample."""
+        return DBCEWeightMap(self.radius, self.ignore_label, max_label)
 
     def __call__(self, labels: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
         if labels.ndim == len(spacing):
-            return dbce_weight_map(labels, self.radius, spacing, self.ignore_label)
+            return dbce_weight_map(labels, self.radius, spacing, self.ignore_label, self.max_label)
         return region_dbce_weight_maps(labels, self.radius, spacing, self.ignore_label is not None)
 
 

@@ -75,6 +75,13 @@ def label_map_and_max(label_map: np.ndarray, ignore_label: int | None = None) ->
     return label_map, largest
 
 
+def check_dataset_labels(largest: int, max_label: int | None) -> None:
+    """Raise ValueError when a segmentation's ``largest`` label is beyond ``max_label``, the largest the dataset
+    defines (ignore label included); None: not checked."""
+    if max_label is not None and largest > max_label:
+        raise ValueError(f"the segmentation holds label {largest}, but the dataset's labels go up to {max_label}")
+
+
 # Up to this many labels, one bounding box per label (a comparison and OpenCV's boundingRect) is faster than
 # scipy's find_objects, whose single pass costs about as much as ten labels' (measured on 256^2, 512^2, 128^3).
 PER_LABEL_MAX_LABELS = 10

@@ -16,6 +16,7 @@ from torch.nn.functional import adaptive_avg_pool2d, adaptive_avg_pool3d, interp
 
 from nnunetv2_dbce.voxel_maps.dbce import DBCEWeightMap
 from nnunetv2_dbce.voxel_maps.dilation import check_radius
+from nnunetv2_dbce.voxel_maps.labels import check_dataset_labels
 
 VOXEL_MAP_KEY = "voxel_map"
 
@@ -181,9 +182,12 @@ class VoxelMapTransform(BasicTransform):
         :param spacing: voxel spacing per spatial axis, passed on to ``map_function``; None: all 1.
         :param continuous: lower scales get block means instead of nnU-Net's nearest-exact sampling.
         :param max_label: the largest label the dataset defines (ignore label included); a larger one in a
-            label map is an error. None: not checked.
+            label map is an error. None: not checked. A map function with a ``with_max_label(max_label)`` method
+            (``DBCEWeightMap``) is handed the check, and makes it from the label range it finds anyway.
         """
         super().__init__()
+        if max_label is not None and hasattr(map_function, "with_max_label"):
+            map_function, max_label = map_function.with_max_label(max_label), None
         self.map_function = PicklableByFile(map_function)
         self.spacing = None if spacing is None else tuple(float(s) for s in spacing)
         self.continuous = continuous
@@ -197,9 +201,8 @@ class VoxelMapTransform(BasicTransform):
         spatial = labels.shape[1:]
         if labels.shape[0] == 1:
             labels = labels[0]
-            if self.max_label is not None and labels.size and labels.max() > self.max_label:
-                raise ValueError(f"the segmentation holds label {labels.max()}, but the dataset's labels go up to "
-                                 f"{self.max_label}")
+            if self.max_label is not None and labels.size:
+                check_dataset_labels(int(labels.max()), self.max_label)
         spacing = self.spacing if self.spacing is not None else (1.0,) * len(spatial)
         computed = np.asarray(self.map_function(labels, spacing), dtype=np.float32)
         if computed.shape == spatial:
