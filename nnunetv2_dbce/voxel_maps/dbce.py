@@ -16,13 +16,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nnunetv2_dbce.voxel_maps.dbce_2d import COMPILED_DTYPES, compiled_weight_map, disc_half_heights
+from nnunetv2_dbce.voxel_maps.dbce_2d import COMPILED_DTYPES, compiled_weight_map, disc_half_heights, row_label_ranges
 from nnunetv2_dbce.voxel_maps.dilation import BALL_TOLERANCE, check_radius, dilate
 from nnunetv2_dbce.voxel_maps.labels import (
     PER_LABEL_MAX_LABELS,
     axis_scale,
     check_dataset_labels,
+    checked_largest,
     grown_box,
+    integer_label_map,
     label_boxes,
     label_map_and_max,
 )
@@ -52,8 +54,8 @@ def dbce_weight_map(label_map: np.ndarray, radius: float, spacing: Sequence[floa
 
     All work beyond two cheap passes (bounding boxes, the band count) happens inside each class's
     bounding box grown by the radius: voxels outside every box are background outside every band. 2D maps of
-    nnU-Net's label dtypes run in one compiled call (``dbce_2d.compiled_weight_map``), the rest in numpy and OpenCV
-    (``weight_map_in_boxes``): the same weights, bit for bit.
+    nnU-Net's label dtypes run compiled (``dbce_2d``: the label range of each row, then the whole map in one call),
+    the rest in numpy and OpenCV (``weight_map_in_boxes``): the same weights, bit for bit.
 
     :param label_map: integer labels, shape (X, Y) or (X, Y, Z), no channel axis; labels >= 0.
     :param radius: dilation radius R in voxels of the finest axis (>= 0; 0 gives balanced CE weights).
@@ -79,15 +81,21 @@ def dbce_weight_map(label_map: np.ndarray, radius: float, spacing: Sequence[floa
     S. M. Hosseini, M. Soleymani Baghshah, *Dilated Balanced Cross Entropy Loss for Medical Image
     Segmentation*, arXiv:2412.06045, 2024.
     """
-    label_map, largest = label_map_and_max(label_map, ignore_label)
-    check_dataset_labels(largest, max_label)
+    label_map = integer_label_map(label_map, ignore_label)
     radius = check_radius(radius)
     scale = axis_scale(spacing, label_map.ndim)
-    if label_map.ndim == 2 and label_map.dtype in COMPILED_DTYPES and largest <= PER_LABEL_MAX_LABELS:
+    if label_map.ndim == 2 and label_map.dtype in COMPILED_DTYPES and label_map.size:
+        label_map = np.ascontiguousarray(label_map)
+        row_smallest, row_largest = row_label_ranges(label_map)
+        largest = checked_largest(int(row_smallest.min()), int(row_largest.max()))
+        check_dataset_labels(largest, max_label)
         half_heights = disc_half_heights(radius, tuple(scale.tolist()))
-        if half_heights is not None:
-            return compiled_weight_map(np.ascontiguousarray(label_map), int(largest), half_heights,
-                                       -1 if ignore_label is None else int(ignore_label))
+        if largest <= PER_LABEL_MAX_LABELS and half_heights is not None:
+            return compiled_weight_map(label_map, largest, half_heights,
+                                       -1 if ignore_label is None else int(ignore_label), row_smallest, row_largest)
+    else:
+        label_map, largest = label_map_and_max(label_map)
+        check_dataset_labels(largest, max_label)
     return weight_map_in_boxes(label_map, largest, radius, scale, ignore_label)
 
 

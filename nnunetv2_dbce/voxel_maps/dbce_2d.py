@@ -39,34 +39,60 @@ def disc_half_heights(radius: float, scale: tuple) -> np.ndarray | None:
 
 
 @njit(cache=True, boundscheck=False)
-def label_boxes(label_map: np.ndarray, max_label: int) -> np.ndarray:
+def row_label_ranges(label_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Smallest and largest label of each row of a non-empty 2D ``label_map``: two arrays (rows,) of its dtype, one
+    vectorised pass (half the time of OpenCV's ``minMaxLoc`` of the whole map, and ``label_boxes`` reads it)."""
+    height, width = label_map.shape
+    smallest = np.empty(height, label_map.dtype)
+    largest = np.empty(height, label_map.dtype)
+    for y in range(height):
+        row = label_map[y]
+        low = row[0]
+        high = row[0]
+        for x in range(width):
+            low = min(low, row[x])
+            high = max(high, row[x])
+        smallest[y] = low
+        largest[y] = high
+    return smallest, largest
+
+
+@njit(cache=True, boundscheck=False)
+def label_boxes(label_map: np.ndarray, max_label: int, row_smallest: np.ndarray,
+                row_largest: np.ndarray) -> np.ndarray:
     """Inclusive bounding box (first row, last row, first column, last column) of each label 0..max_label, int64
-    (max_label + 1, 4); a label not in the map keeps first row = number of rows. One vectorised count per row and
-    label, and two short scans along the rows that hold the label."""
+    (max_label + 1, 4); a label not in the map keeps first row = number of rows. Per label, one vectorised pass over
+    the rows whose ``row_label_ranges`` hold it, OR-ing where it is into a row of columns."""
     height, width = label_map.shape
     boxes = np.empty((max_label + 1, 4), np.int64)
     boxes[:, 0] = height
     boxes[:, 1] = -1
     boxes[:, 2] = width
     boxes[:, 3] = -1
+    in_column = np.empty(width, np.uint8)
     for label in range(1, max_label + 1):
+        in_column[:] = 0
+        value = label_map.dtype.type(label)
         for y in range(height):
-            row = label_map[y]
-            count = 0
-            for x in range(width):
-                count += row[x] == label
-            if count == 0:
+            if row_smallest[y] > value or row_largest[y] < value:
                 continue
-            boxes[label, 0] = min(boxes[label, 0], y)
-            boxes[label, 1] = y
+            row = label_map[y]
+            in_row = np.uint8(0)
             for x in range(width):
-                if row[x] == label:
-                    boxes[label, 2] = min(boxes[label, 2], x)
-                    break
-            for x in range(width - 1, -1, -1):
-                if row[x] == label:
-                    boxes[label, 3] = max(boxes[label, 3], x)
-                    break
+                here = np.uint8(row[x] == value)
+                in_column[x] |= here
+                in_row |= here
+            if in_row:
+                boxes[label, 0] = min(boxes[label, 0], y)
+                boxes[label, 1] = y
+        for x in range(width):
+            if in_column[x]:
+                boxes[label, 2] = x
+                break
+        for x in range(width - 1, -1, -1):
+            if in_column[x]:
+                boxes[label, 3] = x
+                break
     return boxes
 
 
@@ -122,13 +148,13 @@ def dilated_area(label_map: np.ndarray, label: int, rows: tuple, columns: tuple,
 
 
 @njit(cache=True, boundscheck=False)
-def compiled_weight_map(label_map: np.ndarray, max_label: int, half_heights: np.ndarray,
-                        ignore_label: int) -> np.ndarray:
-    """``dbce_weight_map`` of a 2D ``label_map`` (labels 0..max_label) for the disc of ``half_heights``;
-    ``ignore_label`` -1 for none. float32, the shape of ``label_map``."""
+def compiled_weight_map(label_map: np.ndarray, max_label: int, half_heights: np.ndarray, ignore_label: int,
+                        row_smallest: np.ndarray, row_largest: np.ndarray) -> np.ndarray:
+    """``dbce_weight_map`` of a 2D ``label_map`` (labels 0..max_label, ``row_label_ranges`` of its rows) for the disc
+    of ``half_heights``; ``ignore_label`` -1 for none. float32, the shape of ``label_map``."""
     height, width = label_map.shape
     weights = np.empty((height, width), np.float32)
-    boxes = label_boxes(label_map, max_label)
+    boxes = label_boxes(label_map, max_label, row_smallest, row_largest)
     ignored_voxels = 0
     if 0 < ignore_label <= max_label:
         for y in range(boxes[ignore_label, 0], boxes[ignore_label, 1] + 1):

@@ -49,8 +49,9 @@ def as_label_map(label_map: np.ndarray, ignore_label: int | None = None) -> np.n
     return label_map_and_max(label_map, ignore_label)[0]
 
 
-def label_map_and_max(label_map: np.ndarray, ignore_label: int | None = None) -> tuple[np.ndarray, int]:
-    """``as_label_map`` and the largest label (0 for an empty map)."""
+def integer_label_map(label_map: np.ndarray, ignore_label: int | None = None) -> np.ndarray:
+    """The checks of ``as_label_map`` that need no pass over the labels' range: 2D or 3D, integer labels (bool maps
+    viewed as uint8, float maps of whole numbers converted), a positive ignore label."""
     label_map = np.asarray(label_map)
     if label_map.ndim not in (2, 3):
         raise ValueError(f"label_map must be a 2D or 3D array of labels with no channel axis, "
@@ -58,8 +59,8 @@ def label_map_and_max(label_map: np.ndarray, ignore_label: int | None = None) ->
     if ignore_label is not None and ignore_label <= 0:
         raise ValueError(f"ignore_label must be > 0 (0 is the background), got {ignore_label}")
     if label_map.dtype == bool:
-        label_map = label_map.view(np.uint8)
-    elif not np.issubdtype(label_map.dtype, np.integer):
+        return label_map.view(np.uint8)
+    if not np.issubdtype(label_map.dtype, np.integer):
         if not np.issubdtype(label_map.dtype, np.floating):
             raise TypeError(f"label_map must hold integer labels, got dtype {label_map.dtype}")
         bad = ~np.isfinite(label_map) | (label_map != np.round(label_map))
@@ -67,12 +68,22 @@ def label_map_and_max(label_map: np.ndarray, ignore_label: int | None = None) ->
             raise ValueError(f"label_map has non-integer values, e.g. {label_map[bad].flat[0]}: "
                              f"expected integer class labels")
         label_map = label_map.astype(np.int64)
-    if not label_map.size:
-        return label_map, 0
-    smallest, largest = label_range(label_map)
+    return label_map
+
+
+def checked_largest(smallest: int, largest: int) -> int:
+    """``largest``, the largest label of a map whose smallest is ``smallest``; ValueError for negative labels."""
     if smallest < 0:
         raise ValueError(f"label_map has negative labels (min {smallest}): expected labels >= 0")
-    return label_map, largest
+    return largest
+
+
+def label_map_and_max(label_map: np.ndarray, ignore_label: int | None = None) -> tuple[np.ndarray, int]:
+    """``as_label_map`` and the largest label (0 for an empty map)."""
+    label_map = integer_label_map(label_map, ignore_label)
+    if not label_map.size:
+        return label_map, 0
+    return label_map, checked_largest(*label_range(label_map))
 
 
 def check_dataset_labels(largest: int, max_label: int | None) -> None:
