@@ -202,7 +202,8 @@ def compiled_weight_map(label_map: np.ndarray, max_label: int, half_heights: np.
     class_weights = np.empty(len(classes), np.float32)
     for i in range(len(classes)):
         class_weights[i] = np.float32(num_voxels / (num_regions * areas[i]))
-    for i in np.argsort(class_weights, kind="mergesort"):  # a voxel in several bands: the last, largest weight stays
+    ascending = np.argsort(class_weights, kind="mergesort")
+    for i in ascending:  # a voxel in several bands: the last, largest weight stays
         _, rows, columns, dilated = classes[i]
         weight = class_weights[i]
         for y in range(rows[1] - rows[0]):
@@ -210,7 +211,7 @@ def compiled_weight_map(label_map: np.ndarray, max_label: int, half_heights: np.
             row = weights[rows[0] + y][columns[0]:columns[1]]
             for x in range(band.size):
                 row[x] = weight if band[x] else row[x]
-    for i in range(len(classes)):  # a class voxel in a band of larger weight keeps its own
+    for i in ascending[:-1]:  # a class voxel in a band of larger weight keeps its own; the last class's have it
         label = classes[i][0]
         weight = class_weights[i]
         for y in range(boxes[label, 0], boxes[label, 1] + 1):
