@@ -119,10 +119,16 @@ def test_a_failing_sample_in_a_worker_is_raised_in_the_main_process_with_its_cas
 
 
 def test_trainer_checks_labels_against_the_dataset(plans_and_dataset_json):
+    """The trainer's map transform refuses a label beyond the dataset's, its ignore label included."""
     plans, dataset_json = plans_and_dataset_json
-    assert make_trainer(nnUNetTrainerDBCE, plans, dataset_json)._voxel_map_transform().max_label == 2
+    segmentation = torch.zeros((1, 16, 16), dtype=torch.int16)
+    segmentation[0, 2:5, 2:5] = 3
+    transform = make_trainer(nnUNetTrainerDBCE, plans, dataset_json)._voxel_map_transform()
+    with pytest.raises(ValueError, match="holds label 3, but the dataset's labels go up to 2"):
+        transform(segmentation=segmentation)
     with_ignore = dict(dataset_json, labels={**dataset_json["labels"], "ignore": 3})
-    assert make_trainer(nnUNetTrainerDBCE, plans, with_ignore)._voxel_map_transform().max_label == 3
+    assert "voxel_map" in make_trainer(nnUNetTrainerDBCE, plans, with_ignore)._voxel_map_transform()(
+        segmentation=segmentation)
 
 
 SPAWNED_WORKER_FAILURE = '''
