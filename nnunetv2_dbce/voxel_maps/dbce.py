@@ -26,7 +26,7 @@ from nnunetv2_dbce.voxel_maps.labels import (
     grown_box,
     integer_label_map,
     label_boxes,
-    label_map_and_max,
+    largest_label,
 )
 
 
@@ -94,7 +94,7 @@ def dbce_weight_map(label_map: np.ndarray, radius: float, spacing: Sequence[floa
             return compiled_weight_map(label_map, largest, half_heights,
                                        -1 if ignore_label is None else int(ignore_label), row_smallest, row_largest)
     else:
-        label_map, largest = label_map_and_max(label_map)
+        largest = largest_label(label_map)
         check_dataset_labels(largest, max_label)
     return weight_map_in_boxes(label_map, largest, radius, scale, ignore_label)
 

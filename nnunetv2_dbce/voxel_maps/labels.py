@@ -78,12 +78,16 @@ def checked_largest(smallest: int, largest: int) -> int:
     return largest
 
 
+def largest_label(label_map: np.ndarray) -> int:
+    """The largest label of a map ``integer_label_map`` returned (0 for an empty map); ValueError for negative
+    labels."""
+    return checked_largest(*label_range(label_map)) if label_map.size else 0
+
+
 def label_map_and_max(label_map: np.ndarray, ignore_label: int | None = None) -> tuple[np.ndarray, int]:
     """``as_label_map`` and the largest label (0 for an empty map)."""
     label_map = integer_label_map(label_map, ignore_label)
-    if not label_map.size:
-        return label_map, 0
-    return label_map, checked_largest(*label_range(label_map))
+    return label_map, largest_label(label_map)
 
 
 def check_dataset_labels(largest: int, max_label: int | None) -> None:
