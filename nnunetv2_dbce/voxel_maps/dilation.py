@@ -1,6 +1,7 @@
 """Exact binary dilation by a ball of radius R in physical space (voxels of the finest axis), three ways that
 give identical masks (OpenCV's kernel dilation, runs on rows packed 64 voxels to a word, a distance transform),
-and the cost model that picks the cheapest for a ball and a box. numpy / OpenCV / edt only."""
+and the cost model that picks the cheapest for a ball and a box. numpy / OpenCV / edt, and the compiled loops of
+the runs (``packed_runs``)."""
 import math
 from collections.abc import Iterable
 from functools import lru_cache
@@ -9,6 +10,8 @@ from numbers import Real
 import cv2
 import edt
 import numpy as np
+
+from nnunetv2_dbce.voxel_maps.packed_runs import dilated_packed
 
 # Relative slack on the squared radius: a voxel offset d is inside the ball when
 # sum_a (d_a * spacing_a / min(spacing))**2 <= R**2 * (1 + BALL_TOLERANCE). It absorbs float rounding of
@@ -36,18 +39,18 @@ def ball_kernel(radius: float, scale: tuple) -> np.ndarray:
     return (squared <= radius ** 2 * (1 + BALL_TOLERANCE)).astype(np.uint8)
 
 
-# The cost of each exact dilation in microseconds on one thread, fitted to ``scripts/benchmark_weight_maps.py
-# --dilation`` (boxes 26x30-512^2, odd widths among them, and 24^3-128^3, R = 1-30; each a least-squares fit of
-# the relative error): the runs ``run_passes`` ORs of the packed box, each a fixed cost plus one per voxel;
-# OpenCV's 2D kernel dilation one per kernel point and voxel of the row-padded box; the distance transform a fixed
-# cost plus one per voxel, whatever the radius. In 3D the runs beat OpenCV's disc stacks at every radius, so 3D
-# balls go to the runs or, when large for their box (R > ~30 at 128^3), to the distance transform; in 2D OpenCV
-# takes small discs (R < ~7 at 512^2, up to R ~ 20 in boxes under 100^2), the distance transform large discs in
-# small boxes (R = 30 under ~100^2), the runs the rest.
-RUN_PASS_COST = {2: (1.5, 2.9e-5), 3: (1.6, 1.1e-5)}
-KERNEL_POINT_COST = 1.5e-5
+# The cost of each exact dilation in microseconds on one thread, fitted to the timings of
+# ``scripts/benchmark_weight_maps.py --dilation`` (boxes 26x30-512^2, odd widths among them, 24^3-128^3 and
+# 64x50x90, R = 1-30, all three dilations in one run; each a least-squares fit of the relative error, within ~45 %):
+# the runs a fixed cost, one per voxel (packing and unpacking) and one per voxel of the packed box in each of their
+# ``run_passes``; OpenCV's 2D kernel dilation a fixed cost and one per kernel point and voxel of the row-padded box;
+# the distance transform a fixed cost plus one per voxel, whatever the radius. In 3D the runs beat OpenCV's disc
+# stacks at every radius, and the distance transform only where the ball is large for its box (R = 60 in 32^3); in
+# 2D OpenCV takes small discs (R <= ~3 at 512^2, up to R ~ 7 in boxes under 100^2) and the runs the rest.
+RUN_COST = {2: (20.9, 3.6e-4, 4.8e-6), 3: (36.0, 6.4e-4, 5.2e-6)}
+KERNEL_COST = (6.5, 1.9e-5)
 SIMD_BYTES = 16
-DISTANCE_TRANSFORM_COST = {2: (43.0, 0.0147), 3: (150.0, 0.024)}
+DISTANCE_TRANSFORM_COST = {2: (71.3, 0.0222), 3: (32.4, 0.0323)}
 
 
 def dilate_with_distance_transform(mask: np.ndarray, radius: float, scale: np.ndarray) -> np.ndarray:
@@ -124,26 +127,27 @@ def ball_ladder(radius: float, scale: tuple) -> tuple:
 
 
 @lru_cache(maxsize=64)
-def run_passes(radius: float, scale: tuple) -> int:
-    """Bitwise ORs over the packed box that ``dilate_with_runs`` makes (copies and shifts counted as ORs): five
-    per widening of its ladder, two per row of every disc, and for each disc with a depth two per doubling of its
-    extent along axis 0 and three more."""
+def packed_ball(radius: float, scale: tuple) -> tuple:
+    """``ball_runs(radius, scale)`` as ``packed_runs.dilated_packed`` takes it: the ladder (int64 (n, 2) of width,
+    base), every row of every disc (int64 (m, 3) of disc, row offset, half-width) and the disc at each offset
+    0..reach along axis 0 (the one of smallest depth that reaches it: discs shrink away from the centre)."""
     runs = ball_runs(radius, scale)
-    widenings = len(ball_ladder(radius, scale))
-    return 5 * widenings + sum(2 * len(widths) + (2 * int(2 * depth).bit_length() + 3 if depth else 0)
-                               for depth, widths in runs)
+    ladder = np.array(ball_ladder(radius, scale), np.int64).reshape(-1, 2)
+    disc_rows = np.array([(disc, side * row, width) for disc, (_, widths) in enumerate(runs)
+                          for row, width in enumerate(widths) for side in ((1, -1) if row else (1,))],
+                         np.int64).reshape(-1, 3)
+    depths = [depth for depth, _ in runs]
+    disc_of_offset = np.array([min((disc for disc, depth in enumerate(depths) if depth >= offset),
+                                   key=depths.__getitem__) for offset in range(max(depths) + 1)], np.int64)
+    return ladder, disc_rows, disc_of_offset
 
 
-def or_shifted(target: np.ndarray, source: np.ndarray, axis: int, shift: int) -> None:
-    """``target |= source`` moved by ``shift`` voxels along ``axis`` (arrays of one shape and dtype; what moves out
-    of the array is dropped)."""
-    size = source.shape[axis]
-    if abs(shift) >= size:
-        return
-    before = (slice(None),) * axis
-    to, source_part = (slice(shift, None), slice(None, size - shift)) if shift >= 0 else \
-        (slice(None, shift), slice(-shift, None))
-    np.bitwise_or(target[before + (to,)], source[before + (source_part,)], out=target[before + (to,)])
+@lru_cache(maxsize=64)
+def run_passes(radius: float, scale: tuple) -> int:
+    """Passes over the packed box that ``dilate_with_runs`` makes (copies and shifted ORs alike): three per widening
+    of its ladder, one per row of every disc, and two per offset along axis 0 and one more to combine the discs."""
+    ladder, disc_rows, disc_of_offset = packed_ball(radius, scale)
+    return 3 * len(ladder) + len(disc_rows) + 2 * len(disc_of_offset) - 1
 
 
 def packed_rows(mask: np.ndarray) -> np.ndarray:
@@ -161,61 +165,18 @@ def unpacked_rows(packed: np.ndarray, length: int) -> np.ndarray:
     return np.unpackbits(packed.view(np.uint8), axis=-1, count=length, bitorder="little").view(bool)
 
 
-def or_shifted_bits(target: np.ndarray, source: np.ndarray, shift: int) -> None:
-    """``target |= source`` moved by ``shift`` voxels along the last axis, for rows packed by ``packed_rows`` (what
-    moves past the last word is dropped)."""
-    words, bits = divmod(abs(shift), 64)
-    size = source.shape[-1]
-    if words >= size:
-        return
-    if shift > 0:  # towards higher voxel indices: higher bits, then into the next word
-        np.bitwise_or(target[..., words:], source[..., :size - words] << bits, out=target[..., words:])
-        if bits and words + 1 < size:
-            np.bitwise_or(target[..., words + 1:], source[..., :size - words - 1] >> (64 - bits),
-                          out=target[..., words + 1:])
-    else:
-        np.bitwise_or(target[..., :size - words], source[..., words:] >> bits, out=target[..., :size - words])
-        if bits and words + 1 < size:
-            np.bitwise_or(target[..., :size - words - 1], source[..., words + 1:] << (64 - bits),
-                          out=target[..., :size - words - 1])
-
-
-def dilated_along_first_axis(packed: np.ndarray, reach: int) -> np.ndarray:
-    """The OR of ``packed`` over offsets -reach..reach along axis 0, by doubling: about 2 log2(reach) ORs."""
-    if reach == 0:
-        return packed
-    size = packed.shape[0]
-    ahead = np.zeros((reach + size, *packed.shape[1:]), packed.dtype)
-    ahead[reach:] = packed  # ahead[i]: the OR of packed[i - reach .. i - reach + covered - 1]
-    covered = 1
-    while 2 * covered <= 2 * reach + 1:
-        or_shifted(ahead, ahead, 0, -covered)
-        covered *= 2
-    start = 2 * reach + 1 - covered  # covered > reach: the two windows overlap and end within the padded array
-    return ahead[:size] | ahead[start:start + size]
-
-
 def dilate_with_runs(mask: np.ndarray, radius: float, scale: tuple) -> np.ndarray:
     """2D or 3D binary dilation by the ball of ``ball_kernel`` from its runs (``ball_runs``), on rows packed 64
-    voxels to a word: the mask widened along the last axis to each run half-width (``widening_ladder``: two shifted
-    ORs of a narrower widening at least half as wide), each distinct
-    disc the OR of those widened masks at its row offsets, each disc dilated along axis 0 by its depth, and the
-    discs OR-ed. Cost: ``run_passes`` ORs of the packed box (an eighth of the bytes of a bool mask), growing
-    about as R^2 instead of the kernel's R^3 (3D) or R^2 point-passes over the whole box (2D)."""
-    runs = ball_runs(radius, scale)
-    widened = {0: packed_rows(mask if mask.ndim == 3 else mask[None])}
-    for width, base in ball_ladder(radius, scale):
-        widened[width] = widened[base].copy()
-        or_shifted_bits(widened[width], widened[base], width - base)
-        or_shifted_bits(widened[width], widened[base], base - width)
-    dilated = np.zeros_like(widened[0])
-    for depth, widths in runs:
-        disc = widened[widths[0]].copy()
-        for row, width in enumerate(widths[1:], start=1):
-            or_shifted(disc, widened[width], 1, row)
-            or_shifted(disc, widened[width], 1, -row)
-        np.bitwise_or(dilated, dilated_along_first_axis(disc, depth), out=dilated)
-    return unpacked_rows(dilated, mask.shape[-1]).reshape(mask.shape)
+    voxels to a word (``packed_runs``): the mask widened along the last axis to each run half-width
+    (``widening_ladder``: two shifted ORs of a narrower widening at least half as wide), each distinct disc the OR
+    of those widened masks at its row offsets, and the ball the OR over the offsets along axis 0 of each offset's
+    disc. Cost: ``run_passes`` passes over the packed box (an eighth of the bytes of a bool mask), growing about as
+    R^2 instead of the kernel's R^3 (3D) or R^2 point-passes over the whole box (2D)."""
+    volume = mask if mask.ndim == 3 else mask[None]
+    word_major = np.ascontiguousarray(np.moveaxis(packed_rows(volume), -1, 0))
+    ladder, disc_rows, disc_of_offset = packed_ball(radius, scale)
+    dilated = dilated_packed(word_major, ladder, disc_rows, disc_of_offset)
+    return unpacked_rows(np.ascontiguousarray(np.moveaxis(dilated, 0, -1)), mask.shape[-1]).reshape(mask.shape)
 
 
 def cheapest_dilation(radius: float, scale: tuple, shape: tuple) -> str:
@@ -225,12 +186,13 @@ def cheapest_dilation(radius: float, scale: tuple, shape: tuple) -> str:
     ndim = len(shape)
     voxels = math.prod(shape)
     packed_voxels = voxels // shape[-1] * 64 * -(-shape[-1] // 64)
-    fixed, per_voxel = RUN_PASS_COST[ndim]
-    runs = run_passes(radius, scale) * (fixed + per_voxel * packed_voxels)
+    fixed, per_voxel, per_pass_voxel = RUN_COST[ndim]
+    runs = fixed + per_voxel * voxels + per_pass_voxel * run_passes(radius, scale) * packed_voxels
     fixed, per_voxel = DISTANCE_TRANSFORM_COST[ndim]
     distance_transform = fixed + per_voxel * voxels
     if ndim == 2:
-        kernel = ball_kernel_work(radius, scale) * shape[0] * simd_width(shape[1]) * KERNEL_POINT_COST
+        fixed, per_point_voxel = KERNEL_COST
+        kernel = fixed + per_point_voxel * ball_kernel_work(radius, scale) * shape[0] * simd_width(shape[1])
         if kernel <= min(runs, distance_transform):
             return "kernel"
     return "runs" if runs <= distance_transform else "distance transform"
