@@ -323,6 +323,27 @@ def test_scales_averaged_from_the_scale_before_equal_those_averaged_from_full_re
     assert np.shares_memory(averaged_scales(full, [(8, 12, 16)])[0].numpy(), full)  # full resolution: no copy
 
 
+@pytest.mark.parametrize("shape, factors", [((3, 8, 12), (2, 2)), ((2, 8, 12), (1, 2)), ((2, 8, 12), (2, 1)),
+                                            ((2, 4, 6, 8), (2, 2, 2)), ((1, 4, 6, 8), (1, 2, 2)),
+                                            ((2, 4, 6, 8), (2, 1, 2)), ((2, 4, 6, 8), (2, 2, 1))])
+def test_compiled_block_means_sum_in_the_order_of_the_axes(shape, factors):
+    """nnU-Net's poolings (factors 1 and 2) of float32 maps: bit for bit the sums axis after axis, then the division
+    by the block's size (the float32 order of the strided-view path they replace)."""
+    from nnunetv2_dbce.voxel_maps.transform import block_means
+    full = np.random.default_rng(1).normal(size=shape).astype(np.float32) * 1e3
+    expected = full
+    for axis, factor in enumerate(factors, start=1):
+        if factor == 2:
+            take = [slice(None)] * expected.ndim
+            even, odd = list(take), list(take)
+            even[axis], odd[axis] = slice(0, None, 2), slice(1, None, 2)
+            expected = expected[tuple(even)] + expected[tuple(odd)]
+    expected = expected / np.float32(np.prod(factors))
+    means = block_means(full, factors)
+    assert means.dtype == np.float32 and means.shape == expected.shape
+    np.testing.assert_array_equal(means, expected)
+
+
 def test_boundary_loss_edge_cases_and_its_sum_with_a_region_loss():
     """All voxels ignored gives 0, mismatched spatial shapes are refused, half-precision logits are computed in
     fp32, and the region + alpha * boundary sum follows alpha as it is changed from outside."""
