@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from numba import njit
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
+from numba import njit
 from torch.nn.functional import adaptive_avg_pool2d, adaptive_avg_pool3d, interpolate
 
 from nnunetv2_dbce.voxel_maps.dbce import DBCEWeightMap
