@@ -148,6 +148,41 @@ def dilated_area(label_map: np.ndarray, label: int, rows: tuple, columns: tuple,
 
 
 @njit(cache=True, boundscheck=False)
+def banded_voxels(classes: List, areas: List) -> int:
+    """Voxels in at least one band, for bands given as ``(label, rows, columns, band mask)`` with their ``areas``: the
+    areas' sum when no two bands' boxes overlap (as ``dbce.banded_area``), else counted in the box around them all."""
+    overlapping = False
+    for i in range(len(classes)):
+        for j in range(i + 1, len(classes)):
+            rows, columns = classes[i][1], classes[i][2]
+            other_rows, other_columns = classes[j][1], classes[j][2]
+            overlapping |= (rows[0] < other_rows[1] and other_rows[0] < rows[1] and columns[0] < other_columns[1]
+                            and other_columns[0] < columns[1])
+    if not overlapping:
+        total = 0
+        for area in areas:
+            total += area
+        return total
+    first_row, stop_row, first_column, stop_column = 1 << 62, 0, 1 << 62, 0
+    for _, rows, columns, _ in classes:
+        first_row, stop_row = min(first_row, rows[0]), max(stop_row, rows[1])
+        first_column, stop_column = min(first_column, columns[0]), max(stop_column, columns[1])
+    in_some_band = np.zeros((stop_row - first_row, stop_column - first_column), np.uint8)
+    for _, rows, columns, band in classes:
+        for y in range(rows[1] - rows[0]):
+            row = band[y]
+            marked = in_some_band[rows[0] - first_row + y][columns[0] - first_column:columns[1] - first_column]
+            for x in range(row.size):
+                marked[x] = marked[x] | row[x]
+    total = 0
+    for y in range(stop_row - first_row):
+        marked = in_some_band[y]
+        for x in range(marked.size):
+            total += marked[x]
+    return total
+
+
+@njit(cache=True, boundscheck=False)
 def compiled_weight_map(label_map: np.ndarray, max_label: int, half_heights: np.ndarray, ignore_label: int,
                         row_smallest: np.ndarray, row_largest: np.ndarray) -> np.ndarray:
     """``dbce_weight_map`` of a 2D ``label_map`` (labels 0..max_label, ``row_label_ranges`` of its rows) for the disc
@@ -169,8 +204,6 @@ def compiled_weight_map(label_map: np.ndarray, max_label: int, half_heights: np.
     reach_x = half_heights.size // 2
     classes = List()
     areas = List()
-    in_some_band = np.zeros((height, width), np.uint8)
-    banded_voxels = 0
     for label in range(1, max_label + 1):
         if label == ignore_label or boxes[label, 1] < 0:
             continue
@@ -178,20 +211,13 @@ def compiled_weight_map(label_map: np.ndarray, max_label: int, half_heights: np.
         columns = (max(boxes[label, 2] - reach_x, 0), min(boxes[label, 3] + 1 + reach_x, width))
         dilated = dilated_area(label_map, label, rows, columns, half_heights, ignore_label)
         area = 0
-        newly_banded = 0
         for y in range(rows[1] - rows[0]):
             band = dilated[y]
-            marked = in_some_band[rows[0] + y][columns[0]:columns[1]]
             for x in range(band.size):
                 area += band[x]
-            for x in range(band.size):
-                newly_banded += band[x] & (marked[x] ^ np.uint8(1))
-            for x in range(band.size):
-                marked[x] = marked[x] | band[x]
-        banded_voxels += newly_banded
         classes.append((label, rows, columns, dilated))
         areas.append(area)
-    background_area = num_voxels - banded_voxels
+    background_area = num_voxels - banded_voxels(classes, areas)
     num_regions = len(classes) + (1 if background_area > 0 else 0)
     background_weight = np.float32(num_voxels / (num_regions * background_area)) if background_area > 0 \
         else np.float32(0)
