@@ -86,8 +86,8 @@ def dbce_weight_map(label_map: np.ndarray, radius: float, spacing: Sequence[floa
     scale = axis_scale(spacing, label_map.ndim)
     if label_map.ndim == 2 and label_map.dtype in COMPILED_DTYPES and label_map.size:
         label_map = np.ascontiguousarray(label_map)
-        row_smallest, row_largest = row_label_ranges(label_map)
-        largest = checked_largest(int(row_smallest.min()), int(row_largest.max()))
+        row_smallest, row_largest, smallest, largest = row_label_ranges(label_map)
+        largest = checked_largest(smallest, largest)
         check_dataset_labels(largest, max_label)
         half_heights = disc_half_heights(radius, tuple(scale.tolist()))
         if largest <= PER_LABEL_MAX_LABELS and half_heights is not None:

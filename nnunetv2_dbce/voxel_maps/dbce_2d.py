@@ -39,9 +39,10 @@ def disc_half_heights(radius: float, scale: tuple) -> np.ndarray | None:
 
 
 @njit(cache=True, boundscheck=False)
-def row_label_ranges(label_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Smallest and largest label of each row of a non-empty 2D ``label_map``: two arrays (rows,) of its dtype, one
-    vectorised pass (half the time of OpenCV's ``minMaxLoc`` of the whole map, and ``label_boxes`` reads it)."""
+def row_label_ranges(label_map: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Smallest and largest label of each row of a non-empty 2D ``label_map`` (two arrays (rows,) of its dtype) and of
+    the whole map, one vectorised pass (half the time of OpenCV's ``minMaxLoc`` of the whole map, and ``label_boxes``
+    reads it)."""
     height, width = label_map.shape
     smallest = np.empty(height, label_map.dtype)
     largest = np.empty(height, label_map.dtype)
@@ -54,7 +55,7 @@ def row_label_ranges(label_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             high = max(high, row[x])
         smallest[y] = low
         largest[y] = high
-    return smallest, largest
+    return smallest, largest, int(smallest.min()), int(largest.max())
 
 
 @njit(cache=True, boundscheck=False)

@@ -21,6 +21,8 @@ BALL_TOLERANCE = 1e-5
 
 def check_radius(radius: float | None) -> float:
     """Return ``radius`` as a float, or raise for a non-numeric, negative, NaN or infinite radius."""
+    if type(radius) is float and 0 <= radius < math.inf:  # the maps' own calls: checked once before
+        return radius
     if isinstance(radius, bool) or not isinstance(radius, (Real, np.integer, np.floating)):
         raise TypeError(f"dilation radius must be a number of voxels, got {radius!r} ({type(radius).__name__})")
     radius = float(radius)

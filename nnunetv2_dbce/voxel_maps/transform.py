@@ -39,14 +39,23 @@ def sample_like_segmentation(voxel_map: np.ndarray, shape: Sequence[int]) -> np.
     """Resample a (K, X, Y[, Z]) map to ``shape`` exactly as ``DownsampleSegForDSTransform`` resamples the
     segmentation (``interpolate(..., mode='nearest-exact')`` to the same size), so both stay aligned: per axis,
     the same source voxels, picked by a strided numpy view where possible (no copy, no call to ``interpolate``)."""
+    view = sampling_view(tuple(voxel_map.shape[1:]), tuple(shape))
+    if view is not None:
+        return voxel_map[view]
     sources = sources_per_axis(tuple(voxel_map.shape[1:]), tuple(shape))
-    if all(isinstance(source, slice) for source in sources):
-        return voxel_map[(slice(None),) + sources]
     sampled = voxel_map
     for axis, source in enumerate(sources, start=1):
         sampled = sampled[(slice(None),) * axis + (source,)] if isinstance(source, slice) \
             else np.take(sampled, source, axis=axis)
     return sampled
+
+
+@lru_cache(maxsize=512)
+def sampling_view(shape_in: tuple, shape_out: tuple) -> tuple | None:
+    """The index of a (K, *shape_in) map that ``sample_like_segmentation`` takes as a strided view (cached: asked
+    once per deep-supervision scale and sample); None where an axis needs an index array."""
+    sources = sources_per_axis(shape_in, shape_out)
+    return (slice(None),) + sources if all(isinstance(source, slice) for source in sources) else None
 
 
 @lru_cache(maxsize=512)
