@@ -424,21 +424,22 @@ def test_compiled_2d_maps_equal_the_numpy_path_bit_for_bit(seed):
 
 
 def test_compiled_row_ranges_and_boxes_equal_numpys_and_opencvs():
-    """``row_label_ranges`` against numpy's per-row and whole-map min and max, and the compiled ``label_boxes`` (which
-    skips the rows whose range misses a label) against the bounding boxes of ``labels.label_boxes``, labels absent
-    included."""
+    """``row_label_ranges`` against numpy's per-row and whole-map min and max and the columns holding foreground, and
+    the compiled ``label_boxes`` (which skips the rows whose range misses a label, and for maps of the one label 1
+    reads the box off the ranges) against the bounding boxes of ``labels.label_boxes``, labels absent included."""
     from nnunetv2_dbce.voxel_maps import dbce_2d
     from nnunetv2_dbce.voxel_maps.labels import label_boxes
     rng = np.random.default_rng(11)
     for i in range(40):
         shape = tuple(rng.integers(1, 60, 2))
         label_map = discs(rng, shape, int(rng.integers(1, 6)), np.uint8 if i % 2 else np.int16)
-        smallest, largest, lowest, highest = dbce_2d.row_label_ranges(label_map)
+        smallest, largest, lowest, highest, foreground_columns = dbce_2d.row_label_ranges(label_map)
         np.testing.assert_array_equal(smallest, label_map.min(axis=1))
         np.testing.assert_array_equal(largest, label_map.max(axis=1))
         assert (lowest, highest) == (label_map.min(), label_map.max())
-        max_label = int(largest.max()) + 1  # one label more than the map holds
-        boxes = dbce_2d.label_boxes(label_map, max_label, smallest, largest)
+        np.testing.assert_array_equal(foreground_columns, (label_map > 0).any(axis=0))
+        max_label = int(largest.max()) + int(i % 3 == 0)  # the map's largest label, or one more it does not hold
+        boxes = dbce_2d.label_boxes(label_map, max_label, smallest, largest, foreground_columns)
         expected = label_boxes(label_map, max_label)
         for label in range(1, max_label + 1):
             if label in expected:

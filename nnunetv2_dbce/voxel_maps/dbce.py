@@ -86,13 +86,14 @@ def dbce_weight_map(label_map: np.ndarray, radius: float, spacing: Sequence[floa
     scale = axis_scale(spacing, label_map.ndim)
     if label_map.ndim == 2 and label_map.dtype in COMPILED_DTYPES and label_map.size:
         label_map = np.ascontiguousarray(label_map)
-        row_smallest, row_largest, smallest, largest = row_label_ranges(label_map)
+        row_smallest, row_largest, smallest, largest, foreground_columns = row_label_ranges(label_map)
         largest = checked_largest(smallest, largest)
         check_dataset_labels(largest, max_label)
         half_heights = disc_half_heights(radius, tuple(scale.tolist()))
         if largest <= PER_LABEL_MAX_LABELS and half_heights is not None:
             return compiled_weight_map(label_map, largest, half_heights,
-                                       -1 if ignore_label is None else int(ignore_label), row_smallest, row_largest)
+                                       -1 if ignore_label is None else int(ignore_label), row_smallest, row_largest,
+                                       foreground_columns)
     else:
         largest = largest_label(label_map)
         check_dataset_labels(largest, max_label)

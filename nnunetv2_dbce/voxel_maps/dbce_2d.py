@@ -39,13 +39,14 @@ def disc_half_heights(radius: float, scale: tuple) -> np.ndarray | None:
 
 
 @njit(cache=True, boundscheck=False)
-def row_label_ranges(label_map: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
+def row_label_ranges(label_map: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int, np.ndarray]:
     """Smallest and largest label of each row of a non-empty 2D ``label_map`` (two arrays (rows,) of its dtype) and of
-    the whole map, one vectorised pass (half the time of OpenCV's ``minMaxLoc`` of the whole map, and ``label_boxes``
-    reads it)."""
+    the whole map, and which columns hold a label > 0 (uint8 (columns,)): one vectorised pass (half the time of
+    OpenCV's ``minMaxLoc`` of the whole map; ``label_boxes`` reads it)."""
     height, width = label_map.shape
     smallest = np.empty(height, label_map.dtype)
     largest = np.empty(height, label_map.dtype)
+    foreground_columns = np.zeros(width, np.uint8)
     for y in range(height):
         row = label_map[y]
         low = row[0]
@@ -55,15 +56,19 @@ def row_label_ranges(label_map: np.ndarray) -> tuple[np.ndarray, np.ndarray, int
             high = max(high, row[x])
         smallest[y] = low
         largest[y] = high
-    return smallest, largest, int(smallest.min()), int(largest.max())
+        if high > 0:
+            for x in range(width):
+                foreground_columns[x] |= np.uint8(row[x] != 0)
+    return smallest, largest, int(smallest.min()), int(largest.max()), foreground_columns
 
 
 @njit(cache=True, boundscheck=False)
-def label_boxes(label_map: np.ndarray, max_label: int, row_smallest: np.ndarray,
-                row_largest: np.ndarray) -> np.ndarray:
+def label_boxes(label_map: np.ndarray, max_label: int, row_smallest: np.ndarray, row_largest: np.ndarray,
+                foreground_columns: np.ndarray) -> np.ndarray:
     """Inclusive bounding box (first row, last row, first column, last column) of each label 0..max_label, int64
-    (max_label + 1, 4); a label not in the map keeps first row = number of rows. Per label, one vectorised pass over
-    the rows whose ``row_label_ranges`` hold it, OR-ing where it is into a row of columns."""
+    (max_label + 1, 4); a label not in the map keeps first row = number of rows. From ``row_label_ranges``: a map with
+    the one label 1 needs no more pass; otherwise, per label, one vectorised pass over the rows whose ranges hold it,
+    OR-ing where it is into a row of columns."""
     height, width = label_map.shape
     boxes = np.empty((max_label + 1, 4), np.int64)
     boxes[:, 0] = height
@@ -72,20 +77,27 @@ def label_boxes(label_map: np.ndarray, max_label: int, row_smallest: np.ndarray,
     boxes[:, 3] = -1
     in_column = np.empty(width, np.uint8)
     for label in range(1, max_label + 1):
-        in_column[:] = 0
         value = label_map.dtype.type(label)
-        for y in range(height):
-            if row_smallest[y] > value or row_largest[y] < value:
-                continue
-            row = label_map[y]
-            in_row = np.uint8(0)
-            for x in range(width):
-                here = np.uint8(row[x] == value)
-                in_column[x] |= here
-                in_row |= here
-            if in_row:
-                boxes[label, 0] = min(boxes[label, 0], y)
-                boxes[label, 1] = y
+        if max_label == 1:
+            in_column[:] = foreground_columns
+            for y in range(height):
+                if row_largest[y] == value:
+                    boxes[label, 0] = min(boxes[label, 0], y)
+                    boxes[label, 1] = y
+        else:
+            in_column[:] = 0
+            for y in range(height):
+                if row_smallest[y] > value or row_largest[y] < value:
+                    continue
+                row = label_map[y]
+                in_row = np.uint8(0)
+                for x in range(width):
+                    here = np.uint8(row[x] == value)
+                    in_column[x] |= here
+                    in_row |= here
+                if in_row:
+                    boxes[label, 0] = min(boxes[label, 0], y)
+                    boxes[label, 1] = y
         for x in range(width):
             if in_column[x]:
                 boxes[label, 2] = x
@@ -185,12 +197,14 @@ def banded_voxels(classes: List, areas: List) -> int:
 
 @njit(cache=True, boundscheck=False)
 def compiled_weight_map(label_map: np.ndarray, max_label: int, half_heights: np.ndarray, ignore_label: int,
-                        row_smallest: np.ndarray, row_largest: np.ndarray) -> np.ndarray:
-    """``dbce_weight_map`` of a 2D ``label_map`` (labels 0..max_label, ``row_label_ranges`` of its rows) for the disc
-    of ``half_heights``; ``ignore_label`` -1 for none. float32, the shape of ``label_map``."""
+                        row_smallest: np.ndarray, row_largest: np.ndarray,
+                        foreground_columns: np.ndarray) -> np.ndarray:
+    """``dbce_weight_map`` of a 2D ``label_map`` (labels 0..max_label; ``row_smallest``, ``row_largest`` and
+    ``foreground_columns`` from ``row_label_ranges``) for the disc of ``half_heights``; ``ignore_label`` -1 for none.
+    float32, the shape of ``label_map``."""
     height, width = label_map.shape
     weights = np.empty((height, width), np.float32)
-    boxes = label_boxes(label_map, max_label, row_smallest, row_largest)
+    boxes = label_boxes(label_map, max_label, row_smallest, row_largest, foreground_columns)
     ignored_voxels = 0
     if 0 < ignore_label <= max_label:
         for y in range(boxes[ignore_label, 0], boxes[ignore_label, 1] + 1):
