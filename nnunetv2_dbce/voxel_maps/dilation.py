@@ -122,19 +122,13 @@ def widening_ladder(widths: Iterable[int]) -> dict:
 
 
 @lru_cache(maxsize=64)
-def ball_ladder(radius: float, scale: tuple) -> tuple:
-    """The ``widening_ladder`` of every run half-width of ``ball_runs(radius, scale)``, as ``(width, base)`` pairs
-    (cached: ``dilate_with_runs`` needs it once per class and patch)."""
-    return tuple(widening_ladder(w for _, widths in ball_runs(radius, scale) for w in widths).items())
-
-
-@lru_cache(maxsize=64)
 def packed_ball(radius: float, scale: tuple) -> tuple:
-    """``ball_runs(radius, scale)`` as ``packed_runs.dilated_packed`` takes it: the ladder (int64 (n, 2) of width,
-    base), every row of every disc (int64 (m, 3) of disc, row offset, half-width) and the disc at each offset
-    0..reach along axis 0 (the one of smallest depth that reaches it: discs shrink away from the centre)."""
+    """``ball_runs(radius, scale)`` as ``packed_runs.dilated_packed`` takes it: the ``widening_ladder`` of every run
+    half-width (int64 (n, 2) of width, base), every row of every disc (int64 (m, 3) of disc, row offset, half-width)
+    and the disc at each offset 0..reach along axis 0 (the one of smallest depth that reaches it: discs shrink away
+    from the centre). Cached: ``dilate`` asks once per class and patch."""
     runs = ball_runs(radius, scale)
-    ladder = np.array(ball_ladder(radius, scale), np.int64).reshape(-1, 2)
+    ladder = np.array(list(widening_ladder(w for _, widths in runs for w in widths).items()), np.int64).reshape(-1, 2)
     disc_rows = np.array([(disc, side * row, width) for disc, (_, widths) in enumerate(runs)
                           for row, width in enumerate(widths) for side in ((1, -1) if row else (1,))],
                          np.int64).reshape(-1, 3)
