@@ -8,7 +8,6 @@ from nnunetv2_dbce import dbce_weight_map
 from nnunetv2_dbce.voxel_maps import dbce as dbce_module
 from nnunetv2_dbce.voxel_maps import dilation as dilation_module
 from nnunetv2_dbce.voxel_maps.dbce import weight_map_in_boxes
-from nnunetv2_dbce.voxel_maps.dbce_2d import disc_half_heights
 from nnunetv2_dbce.voxel_maps.dilation import (
     ball_kernel,
     dilate_with_distance_transform,
@@ -404,23 +403,41 @@ def discs(rng, shape, num_classes, dtype):
 @pytest.mark.parametrize("seed", range(6))
 def test_compiled_2d_maps_equal_the_numpy_path_bit_for_bit(seed):
     """The compiled 2D map against ``weight_map_in_boxes`` (OpenCV kernel, runs or distance transform dilations) on
-    random maps of both compiled dtypes: radii 0 to 20, anisotropic spacings, an ignore label, maps one voxel wide,
-    and columns taller than the uint8 distance cap (255)."""
+    random maps of both compiled dtypes: radii 0 to 20, anisotropic spacings, an ignore label, maps one voxel wide
+    or tall, and rows of about one and two 64-voxel words (the packed rows' word boundaries) under discs taller than
+    the map."""
     rng = np.random.default_rng(seed)
-    shapes = [tuple(rng.integers(1, 70, 2)) for _ in range(60)] + [(1, 9), (9, 1), (300, 4), (700, 3)]
+    shapes = [tuple(rng.integers(1, 70, 2)) for _ in range(60)] + [(1, 9), (9, 1), (300, 4), (700, 3)] + \
+        [(int(rng.integers(2, 40)), width) for width in (63, 64, 65, 104, 127, 128, 129)]
     for i, shape in enumerate(shapes):
         dtype = np.uint8 if i % 3 == 0 else np.int16
         num_classes = int(rng.integers(1, 5))
         label_map = discs(rng, shape, num_classes, dtype)
-        if shape[0] > 255:
-            label_map[0, 0] = 1
-        radius = float(rng.choice([0, 0.5, 1, 2.5, math.sqrt(8), 5, 7.5, 10, 20]))
+        radius = float(rng.choice([0, 0.5, 1, 2.5, math.sqrt(8), 5, 7.5, 10, 20] if shape[1] < 63 else [20, 33]))
         spacing = None if rng.random() < 0.5 else tuple(rng.uniform(0.5, 3, 2))
         ignore_label = num_classes if rng.random() < 0.4 else None
         np.testing.assert_array_equal(dbce_weight_map(label_map, radius, spacing, ignore_label),
                                       weights_in_boxes(label_map, radius, spacing, ignore_label),
                                       err_msg=f"shape {shape}, radius {radius}, spacing {spacing}, "
                                               f"ignore {ignore_label}")
+
+
+def test_compiled_packing_equals_numpys_packbits():
+    """``packed_label_rows`` of random boxes (widths around the 64-voxel words) against ``packed_rows``
+    (``np.packbits``), word-major; ``bit_count`` against Python's bit count."""
+    from nnunetv2_dbce.voxel_maps import dbce_2d
+    from nnunetv2_dbce.voxel_maps.dilation import packed_rows
+    rng = np.random.default_rng(7)
+    for dtype in (np.int16, np.uint8):
+        label_map = rng.integers(0, 3, (40, 300)).astype(dtype)
+        for width in (1, 63, 64, 65, 130, 300):
+            first_column = int(rng.integers(0, 300 - width + 1))
+            rows, columns = (3, 37), (first_column, first_column + width)
+            box = label_map[rows[0]:rows[1], columns[0]:columns[1]]
+            np.testing.assert_array_equal(dbce_2d.packed_label_rows(label_map, 2, rows, columns),
+                                          packed_rows(box == 2).T, err_msg=f"width {width}")
+    words = rng.integers(0, 2 ** 63, 200, dtype=np.uint64) * np.uint64(2) + rng.integers(0, 2, 200, dtype=np.uint64)
+    assert [int(dbce_2d.bit_count(word)) for word in words] == [int(word).bit_count() for word in words]
 
 
 def test_compiled_row_ranges_and_boxes_equal_numpys_and_opencvs():
@@ -461,16 +478,5 @@ def test_2d_maps_of_nnunet_dtypes_run_compiled_and_the_rest_in_boxes(monkeypatch
     dbce_weight_map(label_map.astype(np.int32), 2)  # another dtype
     dbce_weight_map(random_label_map(np.random.default_rng(3), (9, 11, 10), num_classes=3), 2)  # 3D
     dbce_weight_map((np.arange(20 * 24) % 12).astype(np.int16).reshape(20, 24), 2)  # labels up to 11
-    dbce_weight_map(label_map, 300)  # a disc taller than the uint8 distances reach
-    assert in_boxes == [(np.dtype(np.int32), 2), (np.dtype(np.int16), 3), (np.dtype(np.int16), 2),
-                        (np.dtype(np.int16), 2)]
-
-
-@pytest.mark.parametrize("scale", [(1.0, 1.0), (2.3, 1.0), (1.0, 1.6), (1.0, 3.0)])
-def test_disc_half_heights_rebuild_the_disc(scale):
-    """Column by column, the rows within the half-height are exactly ``ball_kernel``'s disc."""
-    for radius in (0.0, 0.5, 1.0, 2.0, math.sqrt(8), 5.0, 7.5, 12.2):
-        kernel = ball_kernel(radius, scale)
-        heights = disc_half_heights(radius, scale)
-        rows = np.abs(np.arange(kernel.shape[0]) - kernel.shape[0] // 2)[:, None]
-        np.testing.assert_array_equal(rows <= heights[None, :], kernel.astype(bool), err_msg=f"radius {radius}")
+    dbce_weight_map(label_map.astype(np.int16), 300)  # any radius
+    assert in_boxes == [(np.dtype(np.int32), 2), (np.dtype(np.int16), 3), (np.dtype(np.int16), 2)]

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nnunetv2_dbce.voxel_maps.dbce_2d import COMPILED_DTYPES, compiled_weight_map, disc_half_heights, row_label_ranges
-from nnunetv2_dbce.voxel_maps.dilation import BALL_TOLERANCE, check_radius, dilate
+from nnunetv2_dbce.voxel_maps.dbce_2d import COMPILED_DTYPES, compiled_weight_map, row_label_ranges
+from nnunetv2_dbce.voxel_maps.dilation import BALL_TOLERANCE, check_radius, dilate, packed_ball
 from nnunetv2_dbce.voxel_maps.labels import (
     PER_LABEL_MAX_LABELS,
     axis_scale,
@@ -89,9 +89,9 @@ def dbce_weight_map(label_map: np.ndarray, radius: float, spacing: Sequence[floa
         row_smallest, row_largest, smallest, largest, foreground_columns = row_label_ranges(label_map)
         largest = checked_largest(smallest, largest)
         check_dataset_labels(largest, max_label)
-        half_heights = disc_half_heights(radius, tuple(scale.tolist()))
-        if largest <= PER_LABEL_MAX_LABELS and half_heights is not None:
-            return compiled_weight_map(label_map, largest, half_heights,
+        if largest <= PER_LABEL_MAX_LABELS:
+            ladder, disc_rows, _ = packed_ball(radius, tuple(scale.tolist()))
+            return compiled_weight_map(label_map, largest, ladder, disc_rows,
                                        -1 if ignore_label is None else int(ignore_label), row_smallest, row_largest,
                                        foreground_columns)
     else:
@@ -104,7 +104,7 @@ def weight_map_in_boxes(label_map: np.ndarray, max_label: int, radius: float, sc
                         ignore_label: int | None) -> np.ndarray:
     """``dbce_weight_map`` of a validated 2D or 3D ``label_map`` (largest label ``max_label``, ``scale`` from
     ``axis_scale``) with numpy and OpenCV calls: every 3D map, and 2D maps ``compiled_weight_map`` does not take (more
-    than ``PER_LABEL_MAX_LABELS`` labels, other label dtypes, discs too tall for ``disc_half_heights``)."""
+    than ``PER_LABEL_MAX_LABELS`` labels, other label dtypes)."""
     boxes = label_boxes(label_map, max_label)
     ignore_box = boxes.pop(ignore_label, None) if ignore_label is not None else None
     ignored = None if ignore_box is None else label_map[ignore_box] == ignore_label

@@ -2,40 +2,29 @@
 its ~100 numpy and OpenCV calls per patch, whose fixed costs dominate a 2D map where nnU-Net's augmentation runs it
 (docs/measurements.md).
 
-Every loop below runs over a contiguous row (or a contiguous piece of one) from index 0, the form LLVM vectorises:
-a loop indexed with an offset (``row[x + dx]``) ran ~35x slower. The dilation by the disc is exact and separable: with
-``v`` the distance along axis 0 to the nearest voxel of the class in the same column, a voxel is in the dilated area
-when, for some column offset ``dx`` of the disc, ``v`` at ``x + dx`` is at most the disc's half-height at ``dx``.
+Each class's box is packed 64 voxels to a word, word-major (``packed_label_rows``), and dilated by the disc as the
+OR of its rows widened to each row's half-width (``packed_runs.dilated_packed_disc``): a shift along a row is a bit
+shift of whole words, so a pass costs an eighth of the bytes of a mask, and the band's area is a count of bits. The
+band reaches the float map word by word: a word of no bits is skipped and one of all bits written at once.
 
-Compiled on first use for each label dtype (~7 s) and cached next to this module (numba's ``cache=True``); the
+Every loop below runs over a contiguous row (or a contiguous piece of one) from index 0, the form LLVM vectorises:
+a loop indexed with an offset (``row[x + dx]``) ran ~35x slower.
+
+Compiled on first use for each label dtype (~10 s) and cached next to this module (numba's ``cache=True``); the
 augmentation workers load the cached code.
 """
-from functools import lru_cache
-
 import numpy as np
 from numba import njit
 from numba.typed import List
 
-from nnunetv2_dbce.voxel_maps.dilation import ball_kernel
+from nnunetv2_dbce.voxel_maps.packed_runs import dilated_packed_disc
 
 # Label dtypes compiled for: nnU-Net's segmentations (int16) and the binary region maps of region_dbce_weight_maps.
 COMPILED_DTYPES = (np.dtype(np.int16), np.dtype(np.uint8))
-# Distances along axis 0 are counted in uint8 and saturate here; the disc's half-height must stay below.
-DISTANCE_CAP = 255
-
-
-@lru_cache(maxsize=64)
-def disc_half_heights(radius: float, scale: tuple) -> np.ndarray | None:
-    """The half-height along axis 0 of ``ball_kernel(radius, scale)`` (2D) at each column offset -reach..reach along
-    axis 1, int64; -1 where a column holds none of it. None for a disc that may be too tall for the saturating uint8
-    distances (a reach along axis 0 of ``DISTANCE_CAP - 1`` voxels or more)."""
-    kernel = ball_kernel(radius, scale)
-    reach = kernel.shape[0] // 2
-    if reach >= DISTANCE_CAP - 1:
-        return None
-    in_column = kernel.any(axis=0)
-    heights = kernel.shape[0] - 1 - np.argmax(kernel[::-1], axis=0) - reach
-    return np.where(in_column, heights, -1).astype(np.int64)
+# 8 voxels as bytes 0 / 1, read as one little-endian uint64, times this: voxel i lands in bit 56 + i (no two
+# products share a bit, so nothing carries)
+GATHER_BITS = np.uint64(0x0102040810204080)
+ALL_BITS = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 @njit(cache=True, boundscheck=False)
@@ -110,60 +99,76 @@ def label_boxes(label_map: np.ndarray, max_label: int, row_smallest: np.ndarray,
 
 
 @njit(cache=True, boundscheck=False)
-def dilated_area(label_map: np.ndarray, label: int, rows: tuple, columns: tuple, half_heights: np.ndarray,
-                 ignore_label: int) -> np.ndarray:
-    """The area of ``label`` dilated by the disc, within the box ``rows`` x ``columns`` (its bounding box grown by the
-    disc's reach, clipped to the map), less ``ignore_label``'s voxels: uint8 (box rows, box columns), 1 inside."""
+def packed_label_rows(label_map: np.ndarray, label: int, rows: tuple, columns: tuple) -> np.ndarray:
+    """Where ``label_map`` is ``label`` within the box ``rows`` x ``columns``, packed as ``packed_runs`` takes it:
+    uint64 (words, box rows), voxel ``x`` of a row in bit ``x % 64`` of word ``x // 64``, the bits past the box zero."""
     first_row, stop_row = rows
     first_column, stop_column = columns
     height = stop_row - first_row
     width = stop_column - first_column
-    one = np.uint8(1)
-    below_cap = np.uint8(DISTANCE_CAP - 1)
-    distance = np.empty((height, width), np.uint8)  # along axis 0 to the nearest voxel of the label, saturating
-    labels = label_map[first_row][first_column:stop_column]
-    current = distance[0]
-    for x in range(width):
-        current[x] = np.uint8(0) if labels[x] == label else np.uint8(DISTANCE_CAP)
-    for y in range(1, height):
-        labels = label_map[first_row + y][first_column:stop_column]
-        current = distance[y]
-        previous = distance[y - 1]
-        for x in range(width):
-            current[x] = np.uint8(0) if labels[x] == label else min(previous[x], below_cap) + one
-    for y in range(height - 2, -1, -1):
-        current = distance[y]
-        following = distance[y + 1]
-        for x in range(width):
-            current[x] = min(current[x], min(following[x], below_cap) + one)
-    reach = half_heights.size // 2
-    dilated = np.zeros((height, width), np.uint8)
+    words = (width + 63) // 64
+    packed = np.empty((words, height), np.uint64)
+    is_label = np.zeros(64 * words, np.uint8)
+    groups = is_label.view(np.uint64)
+    gathered = np.empty(8 * words, np.uint8)
+    row_words = gathered.view(np.uint64)
+    top_byte = np.uint64(56)
+    value = label_map.dtype.type(label)
     for y in range(height):
-        for k in range(half_heights.size):
-            if half_heights[k] < 0:
-                continue
-            half_height = np.uint8(half_heights[k])
-            shift = k - reach
-            start = max(0, -shift)
-            stop = min(width, width - shift)
-            if stop <= start:
-                continue
-            target = dilated[y][start:stop]
-            source = distance[y][start + shift:stop + shift]
-            for x in range(target.size):
-                target[x] = target[x] | np.uint8(source[x] <= half_height)
-        if ignore_label > 0:
-            target = dilated[y]
-            labels = label_map[first_row + y][first_column:stop_column]
-            for x in range(width):
-                target[x] = target[x] & np.uint8(labels[x] != ignore_label)
-    return dilated
+        labels = label_map[first_row + y][first_column:stop_column]
+        for x in range(width):
+            is_label[x] = np.uint8(labels[x] == value)
+        for g in range(groups.size):
+            gathered[g] = np.uint8((groups[g] * GATHER_BITS) >> top_byte)
+        for k in range(words):
+            packed[k, y] = row_words[k]
+    return packed
+
+
+@njit(cache=True, boundscheck=False)
+def bit_count(word: np.uint64) -> np.uint64:
+    """The set bits of a uint64 (LLVM turns this into one popcount)."""
+    word = word - ((word >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    word = (word & np.uint64(0x3333333333333333)) + ((word >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    word = (word + (word >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return (word * np.uint64(0x0101010101010101)) >> np.uint64(56)
+
+
+@njit(cache=True, boundscheck=False)
+def dilated_band(label_map: np.ndarray, label: int, rows: tuple, columns: tuple, ladder: np.ndarray,
+                 disc_rows: np.ndarray, ignore_label: int) -> tuple[np.ndarray, int]:
+    """The area of ``label`` dilated by the disc of ``ladder`` and ``disc_rows`` (``dilation.packed_ball``), within
+    the box ``rows`` x ``columns`` (its bounding box grown by the disc's reach, clipped to the map), less
+    ``ignore_label``'s voxels: packed rows, uint64 (words, box rows), the bits past the box zero; and its voxels."""
+    width = columns[1] - columns[0]
+    dilated = dilated_packed_disc(packed_label_rows(label_map, label, rows, columns), ladder, disc_rows)
+    words = dilated.shape[0]
+    if ignore_label > 0:
+        ignored = packed_label_rows(label_map, ignore_label, rows, columns)
+        for k in range(words):
+            into = dilated[k]
+            other = ignored[k]
+            for i in range(into.size):
+                into[i] &= ~other[i]
+    tail = width - 64 * (words - 1)
+    if tail < 64:  # the dilation spills past the box into the last word's spare bits
+        last = dilated[words - 1]
+        in_box = (np.uint64(1) << np.uint64(tail)) - np.uint64(1)
+        for i in range(last.size):
+            last[i] &= in_box
+    area = np.uint64(0)
+    for k in range(words):
+        row = dilated[k]
+        for i in range(row.size):
+            area += bit_count(row[i])
+    return dilated, int(area)
 
 
 @njit(cache=True, boundscheck=False)
 def banded_voxels(classes: List, areas: List) -> int:
-    """Voxels in at least one band, for bands given as ``(label, rows, columns, band mask)`` with their ``areas``: the
-    areas' sum when no two bands' boxes overlap (as ``dbce.banded_area``), else counted in the box around them all."""
+    """Voxels in at least one band, for bands given as ``(label, rows, columns, packed band)`` (``dilated_band``) with
+    their ``areas``: the areas' sum when no two bands' boxes overlap (as ``dbce.banded_area``), else counted in the box
+    around them all."""
     overlapping = False
     for i in range(len(classes)):
         for j in range(i + 1, len(classes)):
@@ -183,10 +188,12 @@ def banded_voxels(classes: List, areas: List) -> int:
     in_some_band = np.zeros((stop_row - first_row, stop_column - first_column), np.uint8)
     for _, rows, columns, band in classes:
         for y in range(rows[1] - rows[0]):
-            row = band[y]
             marked = in_some_band[rows[0] - first_row + y][columns[0] - first_column:columns[1] - first_column]
-            for x in range(row.size):
-                marked[x] = marked[x] | row[x]
+            for k in range(band.shape[0]):
+                word = band[k, y]
+                piece = marked[64 * k:64 * k + 64]
+                for x in range(piece.size):
+                    piece[x] |= np.uint8((word >> np.uint64(x)) & np.uint64(1))
     total = 0
     for y in range(stop_row - first_row):
         marked = in_some_band[y]
@@ -196,12 +203,12 @@ def banded_voxels(classes: List, areas: List) -> int:
 
 
 @njit(cache=True, boundscheck=False)
-def compiled_weight_map(label_map: np.ndarray, max_label: int, half_heights: np.ndarray, ignore_label: int,
-                        row_smallest: np.ndarray, row_largest: np.ndarray,
+def compiled_weight_map(label_map: np.ndarray, max_label: int, ladder: np.ndarray, disc_rows: np.ndarray,
+                        ignore_label: int, row_smallest: np.ndarray, row_largest: np.ndarray,
                         foreground_columns: np.ndarray) -> np.ndarray:
     """``dbce_weight_map`` of a 2D ``label_map`` (labels 0..max_label; ``row_smallest``, ``row_largest`` and
-    ``foreground_columns`` from ``row_label_ranges``) for the disc of ``half_heights``; ``ignore_label`` -1 for none.
-    float32, the shape of ``label_map``."""
+    ``foreground_columns`` from ``row_label_ranges``) for the disc of ``ladder`` and ``disc_rows``
+    (``dilation.packed_ball``); ``ignore_label`` -1 for none. float32, the shape of ``label_map``."""
     height, width = label_map.shape
     weights = np.empty((height, width), np.float32)
     boxes = label_boxes(label_map, max_label, row_smallest, row_largest, foreground_columns)
@@ -215,8 +222,11 @@ def compiled_weight_map(label_map: np.ndarray, max_label: int, half_heights: np.
     if num_voxels == 0:
         weights[:] = 0
         return weights
-    reach_y = int(half_heights.max())
-    reach_x = half_heights.size // 2
+    reach_y = 0
+    reach_x = 0
+    for j in range(disc_rows.shape[0]):
+        reach_y = max(reach_y, abs(disc_rows[j, 1]))
+        reach_x = max(reach_x, disc_rows[j, 2])
     classes = List()
     areas = List()
     for label in range(1, max_label + 1):
@@ -224,13 +234,8 @@ def compiled_weight_map(label_map: np.ndarray, max_label: int, half_heights: np.
             continue
         rows = (max(boxes[label, 0] - reach_y, 0), min(boxes[label, 1] + 1 + reach_y, height))
         columns = (max(boxes[label, 2] - reach_x, 0), min(boxes[label, 3] + 1 + reach_x, width))
-        dilated = dilated_area(label_map, label, rows, columns, half_heights, ignore_label)
-        area = 0
-        for y in range(rows[1] - rows[0]):
-            band = dilated[y]
-            for x in range(band.size):
-                area += band[x]
-        classes.append((label, rows, columns, dilated))
+        band, area = dilated_band(label_map, label, rows, columns, ladder, disc_rows, ignore_label)
+        classes.append((label, rows, columns, band))
         areas.append(area)
     background_area = num_voxels - banded_voxels(classes, areas)
     num_regions = len(classes) + (1 if background_area > 0 else 0)
@@ -245,13 +250,20 @@ def compiled_weight_map(label_map: np.ndarray, max_label: int, half_heights: np.
         class_weights[i] = np.float32(num_voxels / (num_regions * areas[i]))
     ascending = np.argsort(class_weights, kind="mergesort")
     for i in ascending:  # a voxel in several bands: the last, largest weight stays
-        _, rows, columns, dilated = classes[i]
+        _, rows, columns, band = classes[i]
         weight = class_weights[i]
         for y in range(rows[1] - rows[0]):
-            band = dilated[y]
             row = weights[rows[0] + y][columns[0]:columns[1]]
-            for x in range(band.size):
-                row[x] = weight if band[x] else row[x]
+            for k in range(band.shape[0]):
+                word = band[k, y]
+                if word == 0:
+                    continue
+                piece = row[64 * k:64 * k + 64]
+                if word == ALL_BITS:
+                    piece[:] = weight
+                    continue
+                for x in range(piece.size):
+                    piece[x] = weight if (word >> np.uint64(x)) & np.uint64(1) else piece[x]
     for i in ascending[:-1]:  # a class voxel in a band of larger weight keeps its own; the last class's have it
         label = classes[i][0]
         weight = class_weights[i]
