@@ -10,8 +10,8 @@ band reaches the float map word by word: a word of no bits is skipped and one of
 Every loop below runs over a contiguous row (or a contiguous piece of one) from index 0, the form LLVM vectorises:
 a loop indexed with an offset (``row[x + dx]``) ran ~35x slower.
 
-Compiled on first use for each label dtype (~15 s the first, ~6 s another) and cached next to this module (numba's ``cache=True``); the
-augmentation workers load the cached code.
+Compiled on first use for each label dtype (~15 s the first, ~6 s another) and cached next to this module (numba's
+``cache=True``); the augmentation workers load the cached code.
 """
 import numpy as np
 from numba import njit
