@@ -63,6 +63,24 @@ def test_anisotropic_squared_distances_match_scipy(spacing):
         np.testing.assert_allclose(squared_distances(mask, spacing), expected, rtol=1e-6)
 
 
+@pytest.mark.parametrize("shape, spacing", [((40, 57), (1.0, 1.0)), ((33, 70), (2.5, 0.7)), ((1, 30), (1.0, 1.0)),
+                                            ((12, 15, 18), (1.0, 1.0, 1.0)), ((9, 20, 14), (3.0, 0.8, 1.1)),
+                                            ((10, 1, 25), (1.0, 1.0, 1.0))])
+def test_dense_masks_envelope_their_stretches_to_the_same_distances(shape, spacing):
+    """``dense``, on the complements of random structures (as the boundary loss uses it: distances inside them),
+    some touching the edges, against the whole lines' envelopes, bit for bit; and against brute force."""
+    for seed in range(10):
+        mask = ~random_mask(shape, seed, density=0.03 * (seed % 3))
+        if not mask.any():
+            continue
+        for root in (False, True):
+            np.testing.assert_array_equal(squared_distances(mask, spacing, root=root, dense=True),
+                                          squared_distances(mask, spacing, root=root), err_msg=f"seed {seed}")
+        if mask.size <= 2000:
+            np.testing.assert_allclose(squared_distances(mask, spacing, dense=True),
+                                       brute_force_squared_distances(mask, spacing), rtol=1e-6)
+
+
 def test_a_given_box_larger_than_the_masks_gives_the_same_distances():
     mask = np.zeros((20, 30), bool)
     mask[5:9, 12:14] = True

@@ -43,7 +43,7 @@ def signed_distance_maps(label_map: np.ndarray, num_classes: int, spacing: Seque
         # outside it), so the inside distances need only that box
         grown = grown_box(box, np.ones(label_map.ndim, int), label_map.shape)
         inside_box = inside[grown]
-        inside_distance = squared_distances(~inside_box, spacing, root=True)
+        inside_distance = squared_distances(~inside_box, spacing, root=True, dense=True)
         np.subtract(min(spacing), inside_distance, out=maps[c - 1][grown], where=inside_box)
     return maps
 

@@ -60,12 +60,36 @@ def lower_envelope(values: np.ndarray, first: int, last: int, weight: float, roo
 
 
 @njit(cache=True, boundscheck=False)
+def off_mask_envelopes(values: np.ndarray, on_mask: np.ndarray, first: int, last: int, weight: float, root: bool,
+                       sites: np.ndarray, offsets: np.ndarray, site_values: np.ndarray, bounds: np.ndarray) -> None:
+    """``lower_envelope`` of a whole line (sites in ``first``..``last``), for a line whose voxels on the mask
+    (``on_mask``, bool, all within ``first``..``last``) are at distance 0: one envelope per stretch of voxels off the
+    mask, over the stretch and its neighbour on the mask at each end. Exact: a parabola beyond a neighbour at distance
+    0 lies above that neighbour's on the whole stretch, and the whole line's envelope keeps the same parabolas in the
+    stretch, so the values are the same bit for bit. For dense masks, whose stretches are short: their cost instead
+    of the line's."""
+    size = values.size
+    x = 0
+    while x < size:
+        if on_mask[x]:
+            x += 1
+            continue
+        start = max(x - 1, 0)
+        while x < size and not on_mask[x]:
+            x += 1
+        stop = min(x, size - 1)
+        lower_envelope(values[start:stop + 1], max(first, start) - start, min(last, stop) - start, weight, root, sites,
+                       offsets, site_values, bounds)
+
+
+@njit(cache=True, boundscheck=False)
 def squared_distances_in_box(mask: np.ndarray, first: np.ndarray, last: np.ndarray, weights: np.ndarray, root: bool,
-                             out: np.ndarray) -> None:
+                             dense: bool, out: np.ndarray) -> None:
     """Into ``out`` (float32, C-contiguous, the shape of ``mask``): the squared distance (distance when ``root``) of
     every voxel of a 3D ``mask`` to its nearest True voxel (inf if none), all True voxels lying in the inclusive box
     ``first``..``last`` (int64 (3,)); ``weights``: squared voxel size per axis. Axis 0 by two scans of the box's
-    columns, axes 1 and 2 by lower envelopes."""
+    columns, axes 1 and 2 by lower envelopes: with ``dense``, only over the stretches off the mask
+    (``off_mask_envelopes``)."""
     n0, n1, n2 = mask.shape
     longest = max(n0, n1, n2)
     sites = np.empty(longest, np.int64)
@@ -95,19 +119,29 @@ def squared_distances_in_box(mask: np.ndarray, first: np.ndarray, last: np.ndarr
     if n1 > 1:
         for i in range(n0):
             for k in range(start, stop):
-                lower_envelope(out[i, :, k], first[1], last[1], weights[1], False, sites, offsets, site_values, bounds)
+                if dense:
+                    off_mask_envelopes(out[i, :, k], mask[i, :, k], first[1], last[1], weights[1], False, sites,
+                                       offsets, site_values, bounds)
+                else:
+                    lower_envelope(out[i, :, k], first[1], last[1], weights[1], False, sites, offsets, site_values,
+                                   bounds)
     for i in range(n0):
         for j in range(n1):
-            lower_envelope(out[i, j], start, stop - 1, weights[2], root, sites, offsets, site_values, bounds)
+            if dense:
+                off_mask_envelopes(out[i, j], mask[i, j], start, stop - 1, weights[2], root, sites, offsets,
+                                   site_values, bounds)
+            else:
+                lower_envelope(out[i, j], start, stop - 1, weights[2], root, sites, offsets, site_values, bounds)
 
 
 def squared_distances(mask: np.ndarray, spacing: Sequence[float], box: tuple | None = None, root: bool = False,
-                      out: np.ndarray | None = None) -> np.ndarray:
+                      out: np.ndarray | None = None, dense: bool = False) -> np.ndarray:
     """Squared Euclidean distance of every voxel of a 2D or 3D bool ``mask`` to its nearest True voxel, in the units
     of ``spacing`` (one per axis) squared, float32 of the mask's shape: 0 on the mask, inf everywhere if it is empty.
     ``box``: the mask's bounding box (a tuple of slices) when known; ``root``: the distances instead (the square root
-    taken in the last pass); ``out``: a C-contiguous float32 array of the mask's shape to write them into (returned).
-    Voxels beyond the mask's edges are not True.
+    taken in the last pass); ``out``: a C-contiguous float32 array of the mask's shape to write them into (returned);
+    ``dense``: the mask holds most voxels (a structure's complement, for the distances inside it), so the envelopes run
+    only over the stretches off it, to the same values. Voxels beyond the mask's edges are not True.
 
     Example (a voxel of the mask at the end of a row, spacing 2 along it)::
 
@@ -135,5 +169,5 @@ def squared_distances(mask: np.ndarray, spacing: Sequence[float], box: tuple | N
     first = np.array([s.start for s in box], np.int64)
     last = np.array([s.stop - 1 for s in box], np.int64)
     as_3d = (mask.shape[0], -1, mask.shape[-1])
-    squared_distances_in_box(mask.reshape(as_3d), first, last, weights, root, out.reshape(as_3d))
+    squared_distances_in_box(mask.reshape(as_3d), first, last, weights, root, dense, out.reshape(as_3d))
     return out
